@@ -1,0 +1,50 @@
+# gonka-operator developer entry points. Everything runs from the repo's .venv.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+CLUSTER_DIR ?= $(CURDIR)/.local/cluster
+SIM_PORT ?= 19200
+
+.PHONY: venv tools crds lint test test-unit run cluster-up cluster-down bench clean
+
+$(BIN)/gonka-operator: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/gonka-operator
+
+tools:  ## build kube-apiserver, etcd, kwok, helm… into the version-keyed cache (once)
+	bash hack/build-tools.sh
+
+crds: venv  ## regenerate crds/ and the chart's CRD templates from the pydantic models
+	$(BIN)/python hack/write_crds.py
+
+lint: venv
+	$(BIN)/ruff check operator tests hack
+	$(BIN)/mypy
+
+test: venv tools  ## the whole suite: lint, unit, integration (starts a local control plane), faults
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/pytest -q -p no:cacheprovider
+	$(MAKE) lint
+
+test-unit: venv
+	$(BIN)/pytest -q -m "not integration"
+
+cluster-up: venv tools  ## start the local control plane (idempotent); prints KUBECONFIG=...
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/python -m gonka_operator.devcluster up --dir $(CLUSTER_DIR)
+
+cluster-down: venv
+	$(BIN)/python -m gonka_operator.devcluster down --dir $(CLUSTER_DIR)
+
+run: venv tools  ## local demo: control plane + admin-API stand-in + operator + example manifests
+	bash hack/run-local.sh
+
+bench: venv tools
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/python hack/bench.py
+
+clean:
+	rm -rf $(VENV) .local

@@ -1,0 +1,1 @@
+"""gonka-operator: run Gonka hosts on Kubernetes."""

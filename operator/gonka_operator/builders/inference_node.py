@@ -1,0 +1,161 @@
+"""InferenceNode → GPU Deployment + Service (+ a retained HF-cache PVC), and the registry body."""
+
+from __future__ import annotations
+
+from gonka_operator.admin.models import Hardware, InferenceNodeConfig, ModelArgs
+from gonka_operator.builders.common import (
+    CONTAINER_SECURITY,
+    LABEL_COMPONENT,
+    LABEL_INFERENCE_NODE,
+    LABEL_INSTANCE,
+    LABEL_NETWORK_NODE,
+    POD_SECURITY,
+    Obj,
+    Owner,
+    env_list,
+    http_probe,
+    labels,
+    metadata,
+    resources,
+    scheduling,
+    service_port,
+)
+from gonka_operator.models.inference_node import DEFAULT_MLNODE_IMAGE, InferenceNodeSpec
+
+APP = "gonka-inference-node"
+INFERENCE_PORT, MANAGEMENT_PORT = 5000, 8080
+SERVICE_INFERENCE_PORT = 5050  # what upstream's nginx publishes; the registry gets this one
+DEFAULT_SHM = "16Gi"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+
+def workload_name(name: str) -> str:
+    return f"{name}-mlnode"
+
+
+def hf_cache_pvc_name(name: str) -> str:
+    return f"{name}-hf-cache"
+
+
+def pod_labels(name: str, network_node: str | None) -> dict[str, str]:
+    extra = {LABEL_INFERENCE_NODE: name}
+    if network_node:
+        extra[LABEL_NETWORK_NODE] = network_node
+    return labels(APP, name, "mlnode", **extra)
+
+
+def pod_selector(name: str) -> dict[str, str]:
+    return {LABEL_INSTANCE: name, LABEL_COMPONENT: "mlnode", LABEL_INFERENCE_NODE: name}
+
+
+def vllm_args(spec: InferenceNodeSpec) -> list[str]:
+    """The user's args plus the structured parallelism (the admission rules keep them disjoint)."""
+    args = list(spec.args)
+    if spec.parallelism.tensor > 1:
+        args += ["--tensor-parallel-size", str(spec.parallelism.tensor)]
+    if spec.parallelism.pipeline > 1:
+        args += ["--pipeline-parallel-size", str(spec.parallelism.pipeline)]
+    return args
+
+
+def service_host(name: str, namespace: str, cluster_domain: str) -> str:
+    return f"{workload_name(name)}.{namespace}.svc.{cluster_domain}"
+
+
+def registry_config(name: str, namespace: str, spec: InferenceNodeSpec, cluster_domain: str) -> InferenceNodeConfig:
+    """The admin-API body for this ML node. host is bare (no scheme): the api builds http://host:port."""
+    if spec.external:
+        host, inference_port, poc_port = spec.external.host, spec.external.inference_port, spec.external.poc_port
+    else:
+        host, inference_port, poc_port = (service_host(name, namespace, cluster_domain),
+                                          SERVICE_INFERENCE_PORT, MANAGEMENT_PORT)
+    hardware_type = spec.hardware_type or spec.gpu_product
+    return InferenceNodeConfig(
+        id=spec.node_id or name, host=host, inference_port=inference_port, poc_port=poc_port,
+        max_concurrent=spec.max_concurrent, models={spec.model: ModelArgs(args=vllm_args(spec))},
+        hardware=[Hardware(type=hardware_type, count=spec.gpus)] if hardware_type else [],
+    )
+
+
+def build_hf_cache_pvc(owner: Owner, spec: InferenceNodeSpec) -> Obj | None:
+    cache = spec.hf_cache
+    if cache is None or cache.size is None:
+        return None
+    pvc_spec: Obj = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": str(cache.size)}}}
+    if cache.storage_class_name:
+        pvc_spec["storageClassName"] = cache.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": metadata(hf_cache_pvc_name(owner.name), owner,
+                                 labels(APP, owner.name, "hf-cache", **{LABEL_INFERENCE_NODE: owner.name}),
+                                 owned=False),
+            "spec": pvc_spec}
+
+
+def _hf_volume(owner: Owner, spec: InferenceNodeSpec) -> Obj:
+    cache = spec.hf_cache
+    assert cache is not None, "admission requires hfCache for in-cluster ML nodes"
+    if cache.host_path:
+        return {"name": "hf-cache", "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}}
+    claim = cache.existing_claim or hf_cache_pvc_name(owner.name)
+    return {"name": "hf-cache", "persistentVolumeClaim": {"claimName": claim}}
+
+
+def _env(spec: InferenceNodeSpec) -> list[Obj]:
+    fixed = {"HF_HOME": "/root/.cache", "VLLM_ATTENTION_BACKEND": "FLASHINFER", "HF_HUB_OFFLINE": "true"}
+    env = env_list(fixed, spec.env)
+    if spec.hf_token_secret_ref:
+        ref = spec.hf_token_secret_ref
+        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    return env
+
+
+def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None) -> Obj:
+    """One mlnode pod on `gpus` GPUs. Recreate: a new pod never starts before the old one released
+    its GPUs (two pods of one ML node would fight over them and over the registry id)."""
+    state = http_probe(MANAGEMENT_PORT, "/api/v1/state", period=10, failures=3)
+    container = {
+        "name": "mlnode", "image": spec.image or DEFAULT_MLNODE_IMAGE,
+        "command": ["uvicorn", "api.app:app", "--host=0.0.0.0", f"--port={MANAGEMENT_PORT}"],
+        "env": _env(spec),
+        "ports": [{"name": "inference", "containerPort": INFERENCE_PORT, "protocol": "TCP"},
+                  {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"}],
+        "resources": resources(spec.resources, **{GPU_RESOURCE: str(spec.gpus)}),
+        "volumeMounts": [{"name": "hf-cache", "mountPath": "/root/.cache"},
+                         {"name": "dshm", "mountPath": "/dev/shm"}],
+        # Never probe 5000: it answers only while vLLM runs, and the network node starts/stops vLLM.
+        # Model loading takes 10–60 min cold: the startupProbe allows 60 min before liveness applies.
+        "startupProbe": http_probe(MANAGEMENT_PORT, "/api/v1/state", period=10, failures=360),
+        "livenessProbe": http_probe(MANAGEMENT_PORT, "/api/v1/state", period=30, failures=5),
+        "readinessProbe": state,
+        "securityContext": CONTAINER_SECURITY,
+    }
+    node_selector = {GPU_PRODUCT_LABEL: spec.gpu_product} if spec.gpu_product else {}
+    gpu_toleration = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    pod_spec: Obj = {
+        "enableServiceLinks": False,
+        "securityContext": POD_SECURITY,
+        "terminationGracePeriodSeconds": 60,
+        "containers": [container],
+        "volumes": [_hf_volume(owner, spec),
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size or DEFAULT_SHM)}}],
+        **scheduling(spec.scheduling, node_selector, gpu_toleration),
+    }
+    template_labels = pod_labels(owner.name, network_node)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": metadata(workload_name(owner.name), owner, template_labels),
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": pod_selector(owner.name)},
+                 "template": {"metadata": {"labels": template_labels}, "spec": pod_spec}},
+    }
+
+
+def build_service(owner: Owner, network_node: str | None) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": metadata(workload_name(owner.name), owner, pod_labels(owner.name, network_node)),
+        "spec": {"type": "ClusterIP", "selector": pod_selector(owner.name),
+                 "ports": [service_port("inference", SERVICE_INFERENCE_PORT, INFERENCE_PORT),
+                           service_port("management", MANAGEMENT_PORT, MANAGEMENT_PORT)]},
+    }

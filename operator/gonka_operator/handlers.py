@@ -1,0 +1,143 @@
+"""Every kopf registration of the operator, and nothing else: each handler calls a use case.
+
+Loaded by `gonka-operator run` (kopf's `run`), never imported for side effects elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from gonka_operator import drift, inference_node, network_node, poller
+from gonka_operator.admin import AdminClient, create_http_client
+from gonka_operator.builders.common import LABEL_MANAGED_BY, MANAGED_BY
+from gonka_operator.context import Context
+from gonka_operator.kube import Kube, KubeError
+from gonka_operator.metrics import RECONCILE_SECONDS, RECONCILES
+from gonka_operator.registry import SKIP_DEREGISTRATION, RegistryProblem, backoff
+from gonka_operator.settings import Settings
+
+GROUP, VERSION = "gonka.ai", "v1alpha1"
+FINALIZER = "gonka.ai/registry-cleanup"
+OURS = {LABEL_MANAGED_BY: MANAGED_BY}
+
+
+def _plain(body: kopf.Body) -> dict[str, Any]:
+    return copy.deepcopy(dict(body))
+
+
+def _ctx(memo: kopf.Memo) -> Context:
+    ctx: Context = memo["ctx"]
+    return ctx
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gonka.ai")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="gonka.ai", key="last-handled-configuration")
+    settings.posting.enabled = False  # we post our own Events, with meaningful reasons
+    conf = Settings.from_env()
+    memo["http"] = http = create_http_client(total_timeout=conf.admin_timeout_seconds)
+    memo["ctx"] = ctx = Context(settings=conf, kube=await Kube.connect(), admin=AdminClient(
+        http, total_timeout=conf.admin_timeout_seconds))
+    if conf.metrics_port:
+        start_http_server(conf.metrics_port)
+    memo["poller"] = asyncio.create_task(poller.run(ctx), name="registry-poller")
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    task: asyncio.Task[None] | None = memo.get("poller")
+    if task:
+        task.cancel()
+    if memo.get("http"):
+        await memo["http"].aclose()
+    if memo.get("ctx"):
+        await memo["ctx"].kube.close()
+
+
+# --- NetworkNode ---------------------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, "networknodes")
+async def network_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    if type == "DELETED":
+        ctx.network.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+    else:
+        network_node.record_for(ctx, _plain(body))
+
+
+@kopf.on.resume(GROUP, VERSION, "networknodes")
+@kopf.on.create(GROUP, VERSION, "networknodes")
+@kopf.on.update(GROUP, VERSION, "networknodes")
+async def reconcile_network_node(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    with RECONCILE_SECONDS.labels(kind="NetworkNode").time():
+        try:
+            await network_node.reconcile(_ctx(memo), _plain(body))
+        except KubeError as exc:
+            RECONCILES.labels(kind="NetworkNode", outcome="error").inc()
+            raise kopf.TemporaryError(str(exc), delay=30) from exc
+    RECONCILES.labels(kind="NetworkNode", outcome="ok").inc()
+
+
+# --- InferenceNode -------------------------------------------------------------------------------
+
+@kopf.on.event(GROUP, VERSION, "inferencenodes")
+async def inference_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ctx = _ctx(memo)
+    if type == "DELETED":
+        ctx.inference.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+    else:
+        inference_node.record_for(ctx, _plain(body))
+
+
+@kopf.on.resume(GROUP, VERSION, "inferencenodes")
+@kopf.on.create(GROUP, VERSION, "inferencenodes")
+@kopf.on.update(GROUP, VERSION, "inferencenodes")
+async def reconcile_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
+                                   logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    with RECONCILE_SECONDS.labels(kind="InferenceNode").time():
+        try:
+            await inference_node.reconcile(_ctx(memo), _plain(body), retry)
+        except RegistryProblem as problem:
+            RECONCILES.labels(kind="InferenceNode", outcome="retry").inc()
+            logger.warning("Registration of InferenceNode %s did not happen (%s); retrying in %.0f s",
+                           body["metadata"]["name"], problem.facts.reason, problem.retry_after)
+            raise kopf.TemporaryError(problem.facts.message, delay=problem.retry_after) from problem
+        except KubeError as exc:
+            RECONCILES.labels(kind="InferenceNode", outcome="error").inc()
+            raise kopf.TemporaryError(str(exc), delay=backoff(retry)) from exc
+    RECONCILES.labels(kind="InferenceNode", outcome="ok").inc()
+
+
+@kopf.on.delete(GROUP, VERSION, "inferencenodes")
+async def deregister_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
+                                    logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+    if body["metadata"].get("annotations", {}).get(SKIP_DEREGISTRATION) == "true":
+        logger.warning("Skipped deregistration of InferenceNode %s (annotation %s)",
+                       body["metadata"]["name"], SKIP_DEREGISTRATION)
+        return
+    try:
+        outcome = await inference_node.finalize(_ctx(memo), _plain(body), retry)
+    except RegistryProblem as problem:
+        raise kopf.TemporaryError(problem.facts.message, delay=problem.retry_after) from problem
+    logger.info("Deregistered InferenceNode %s: %s", body["metadata"]["name"], outcome)
+
+
+# --- children: status feedback and drift repair ------------------------------------------------
+
+@kopf.on.event("apps", "v1", "deployments", labels=OURS)
+@kopf.on.event("apps", "v1", "statefulsets", labels=OURS)
+@kopf.on.event("", "v1", "services", labels=OURS)
+@kopf.on.event("", "v1", "persistentvolumeclaims", labels=OURS)
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OURS)
+@kopf.on.event("", "v1", "pods", labels=OURS)
+async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await drift.on_child_event(_ctx(memo), type, _plain(body))

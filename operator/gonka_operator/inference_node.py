@@ -1,0 +1,125 @@
+"""InferenceNode use cases: apply the workload, register, compute and write status, deregister."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from gonka_operator.builders import inference_node as build
+from gonka_operator.builders.common import Obj, Owner
+from gonka_operator.builders.policies import inference_node_policy
+from gonka_operator.conditions import now_rfc3339
+from gonka_operator.context import Context, InferenceRecord, Key
+from gonka_operator.models.inference_node import InferenceNodeSpec
+from gonka_operator.registry import RegistryProblem, deregister, register
+from gonka_operator.status import Facts, changed, inference_node_conditions, workload_facts
+
+logger = logging.getLogger(__name__)
+KIND = "InferenceNode"
+API_VERSION = "gonka.ai/v1alpha1"
+
+
+def owner_of(body: Obj) -> Owner:
+    meta = body["metadata"]
+    return Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
+
+
+def desired_children(body: Obj) -> list[Obj]:
+    """Everything the cluster should hold for this InferenceNode (nothing for an external one)."""
+    spec = InferenceNodeSpec.model_validate(body["spec"])
+    if spec.external:
+        return []
+    owner = owner_of(body)
+    nn = spec.network_node_ref.name if spec.network_node_ref else None
+    children = [build.build_deployment(owner, spec, nn), build.build_service(owner, nn)]
+    pvc = build.build_hf_cache_pvc(owner, spec)
+    if pvc:
+        children.insert(0, pvc)
+    if nn:
+        children.append(inference_node_policy(owner, nn))
+    return children
+
+
+def record_for(ctx: Context, body: Obj) -> InferenceRecord:
+    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    record = ctx.inference.get(key)
+    if record is None:
+        record = ctx.inference[key] = InferenceRecord(body=body, status_written=body.get("status"))
+    else:
+        record.body = body
+    return record
+
+
+async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
+    """Apply the workload, then register. RegistryProblem propagates (with status already written)
+    so the handler can ask kopf for a retry with the right delay."""
+    record = record_for(ctx, body)
+    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    spec = InferenceNodeSpec.model_validate(body["spec"])
+    for child in desired_children(body):
+        applied = await ctx.kube.apply(child)
+        if child["kind"] == "Deployment" and record.deployment is None:
+            record.deployment = applied
+    record.observed_generation = body["metadata"].get("generation")
+    try:
+        record.admin_url, record.registration = await register(ctx, key, spec, retry)
+        record.registered_at = time.monotonic()
+    except RegistryProblem as problem:
+        previous = record.registration
+        record.registration = problem.facts
+        if previous.reason != problem.facts.reason or previous.message != problem.facts.message:
+            await ctx.kube.post_event(body, "Warning", problem.facts.reason, problem.facts.message)
+        await write_status(ctx, record)
+        raise
+    await write_status(ctx, record)
+
+
+async def finalize(ctx: Context, body: Obj, retry: int) -> str:
+    """Deregister before the finalizer goes; children are garbage-collected afterwards."""
+    record = record_for(ctx, body)
+    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    spec = InferenceNodeSpec.model_validate(body["spec"])
+    last_url = (body.get("status") or {}).get("adminURL") or record.admin_url
+    try:
+        outcome = await deregister(ctx, key, spec, last_url, retry)
+    except RegistryProblem as problem:
+        if record.registration.reason != problem.facts.reason:
+            await ctx.kube.post_event(body, "Warning", problem.facts.reason, problem.facts.message)
+        record.registration = problem.facts
+        await write_status(ctx, record)
+        raise
+    await ctx.kube.post_event(body, "Normal", "Deregistered", outcome)
+    return outcome
+
+
+def compute_status(record: InferenceRecord) -> Obj:
+    body = record.body
+    spec = InferenceNodeSpec.model_validate(body["spec"])
+    previous = (record.status_written or {}).get("conditions", [])
+    workload = workload_facts(spec.external is not None, record.deployment, list(record.pods.values()))
+    registration = record.registration
+    if registration.ok and not spec.enabled:
+        registration = Facts(True, "Disabled", registration.message)
+    status: Obj = {
+        "observedGeneration": record.observed_generation,
+        "conditions": inference_node_conditions(previous, record.observed_generation, workload,
+                                                registration, now_rfc3339()),
+        "nodeId": spec.node_id or body["metadata"]["name"],
+    }
+    if record.admin_url:
+        status["adminURL"] = record.admin_url
+    if record.registry is not None:
+        status["registry"] = record.registry
+    return status
+
+
+async def write_status(ctx: Context, record: InferenceRecord) -> None:
+    """Write the status block if it differs from what the object already shows."""
+    if record.observed_generation is None:
+        return  # not reconciled yet by this process: the handler will write it
+    desired = compute_status(record)
+    if not changed(record.status_written, desired):
+        return
+    meta = record.body["metadata"]
+    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], desired)
+    record.status_written = desired

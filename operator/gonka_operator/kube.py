@@ -1,0 +1,120 @@
+"""The one module that talks to the Kubernetes API (besides kopf's own watching and patching).
+
+It uses the asyncio flavour of the official client (`kubernetes.aio`, one ApiClient for the
+operator's life), so no coroutine ever blocks the event loop. Children are sent with server-side
+apply under one field manager: re-applying repairs drift and makes retries idempotent; an unchanged
+apply writes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client, config
+
+logger = logging.getLogger(__name__)
+
+FIELD_MANAGER = "gonka-operator"
+Obj = dict[str, Any]
+
+_PLURALS = {"NetworkPolicy": "networkpolicies"}
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 when there was no answer)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _plural(kind: str) -> str:
+    return _PLURALS.get(kind, kind.lower() + "s")
+
+
+def object_path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    path = f"{base}/namespaces/{namespace}/{_plural(kind)}"
+    return f"{path}/{name}" if name else path
+
+
+class Kube:
+    """Async facade over one `kubernetes.aio` ApiClient (created at startup, closed at cleanup)."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+        cfg = client.Configuration()
+        try:
+            config.load_incluster_config(client_configuration=cfg)
+        except config.ConfigException:
+            await config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        return cls(client.ApiClient(cfg))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def _call(self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None,
+                    content_type: str = "application/json") -> Obj:
+        method, url, headers, body, _ = await self._api.param_serialize(
+            method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+            header_params={"Content-Type": content_type, "Accept": "application/json"},
+        )
+        try:
+            response = await self._api.call_api(method, url, header_params=headers, body=body)
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(0, f"{method} {path}: {exc}") from exc
+        payload = json.loads(data) if data else {}
+        if response.status >= 400:
+            message = payload.get("message", response.reason) if isinstance(payload, dict) else response.reason
+            raise KubeError(response.status, str(message))
+        return payload if isinstance(payload, dict) else {}
+
+    async def apply(self, obj: Obj) -> Obj:
+        """Server-side apply `obj` (force: the operator owns these fields)."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        return await self._call("PATCH", path, obj, query, "application/apply-patch+yaml")
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        try:
+            return await self._call("GET", object_path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
+        """Merge-patch the status subresource (only the given keys change)."""
+        path = object_path(api_version, kind, namespace, name) + "/status"
+        try:
+            await self._call("PATCH", path, {"status": status}, None, "application/merge-patch+json")
+        except KubeError as exc:
+            if exc.status != 404:  # the object is gone: nothing to report on
+                raise
+
+    async def post_event(self, involved: Obj, event_type: str, reason: str, message: str) -> None:
+        """Record a core/v1 Event on `involved` (a CR body). Never raises: an Event is best effort."""
+        meta = involved["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"],
+                               "name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": event_type, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", event)
+        except KubeError as exc:
+            logger.warning("Could not record Event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], exc)

@@ -1,0 +1,104 @@
+"""NetworkNode use cases: apply PVCs, Services, workloads and policies; compute and write status."""
+
+from __future__ import annotations
+
+import logging
+
+from gonka_operator.builders import network_node as build
+from gonka_operator.builders.common import Obj, Owner
+from gonka_operator.builders.policies import network_node_policies
+from gonka_operator.conditions import now_rfc3339
+from gonka_operator.context import Context, Key, NetworkRecord
+from gonka_operator.kube import KubeError
+from gonka_operator.models.network_node import NetworkNodeSpec
+from gonka_operator.status import changed, network_node_conditions
+
+logger = logging.getLogger(__name__)
+KIND = "NetworkNode"
+API_VERSION = "gonka.ai/v1alpha1"
+
+
+def owner_of(body: Obj) -> Owner:
+    meta = body["metadata"]
+    return Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
+
+
+def desired_children(body: Obj, service_ips: dict[str, str], operator_pod_labels: dict[str, str],
+                     cluster_domain: str) -> list[Obj]:
+    """Every object of a NetworkNode, in apply order (Services first: the proxy needs their IPs)."""
+    spec = NetworkNodeSpec.model_validate(body["spec"])
+    owner = owner_of(body)
+    ep = build.endpoints(owner.name, owner.namespace, spec, cluster_domain)
+    objs = [*build.build_pvcs(owner, spec), *build.build_services(owner, spec),
+            build.build_statefulset(owner, spec, ep), build.build_proxy(owner, spec, service_ips)]
+    if spec.explorer.enabled:
+        objs.append(build.build_explorer(owner, spec))
+    return objs + network_node_policies(owner, operator_pod_labels)
+
+
+def record_for(ctx: Context, body: Obj) -> NetworkRecord:
+    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    record = ctx.network.get(key)
+    if record is None:
+        record = ctx.network[key] = NetworkRecord(body=body, status_written=body.get("status"))
+    else:
+        record.body = body
+    spec = NetworkNodeSpec.model_validate(body["spec"])
+    record.endpoints = build.endpoints(key[1], key[0], spec, ctx.settings.cluster_domain).wire()
+    return record
+
+
+async def reconcile(ctx: Context, body: Obj) -> None:
+    """Apply all children: PVCs and Services first, then the workloads, whose proxy needs the
+    Services' cluster IPs for its hostAliases."""
+    record = record_for(ctx, body)
+    record.apply_error = None
+    settings = ctx.settings
+    child: Obj = {}
+    try:
+        for first_pass in (True, False):
+            for child in desired_children(body, record.service_ips, settings.operator_pod_labels,
+                                          settings.cluster_domain):
+                if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
+                    remember_child(record, await ctx.kube.apply(child))
+    except KubeError as exc:
+        record.apply_error = f"applying {child['kind']} {child['metadata']['name']} failed: {exc}"
+        await ctx.kube.post_event(body, "Warning", "ApplyFailed", record.apply_error)
+        raise
+    finally:
+        record.observed_generation = body["metadata"].get("generation")
+        await write_status(ctx, record)
+
+
+def remember_child(record: NetworkRecord, obj: Obj) -> None:
+    """Keep what status and the proxy need from a child we applied or saw in a watch event."""
+    kind, name = obj.get("kind"), obj["metadata"]["name"]
+    if kind == "Service" and obj.get("spec", {}).get("clusterIP") not in (None, "None"):
+        record.service_ips[name] = obj["spec"]["clusterIP"]
+    elif kind == "StatefulSet":
+        record.statefulset = obj
+    elif kind == "Deployment" and name.endswith("-proxy"):
+        record.proxy = obj
+
+
+def compute_status(record: NetworkRecord) -> Obj:
+    previous = (record.status_written or {}).get("conditions", [])
+    status: Obj = {
+        "observedGeneration": record.observed_generation,
+        "conditions": network_node_conditions(previous, record.observed_generation, record.statefulset,
+                                              record.proxy, record.apply_error, now_rfc3339()),
+        "endpoints": record.endpoints,
+    }
+    status.update(record.poll)
+    return status
+
+
+async def write_status(ctx: Context, record: NetworkRecord) -> None:
+    if record.observed_generation is None:
+        return
+    desired = compute_status(record)
+    if not changed(record.status_written, desired):
+        return
+    meta = record.body["metadata"]
+    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], desired)
+    record.status_written = desired

@@ -1,0 +1,126 @@
+"""Registration of InferenceNodes in their network node's admin registry (REFERENCE.md §4).
+
+Rules that keep the registry exact: every change of one entry holds that entry's lock; on an admin
+API that is not known to upsert (the 2025-08 generation, or one not probed yet) the current entry
+comes from a fresh `GET nodes`, so an existing id is never re-POSTed (that generation would append
+a duplicate to its saved config).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gonka_operator.admin import AdminNotFound, AdminRejected, AdminUnavailable, InferenceNodeConfig
+from gonka_operator.builders.inference_node import registry_config
+from gonka_operator.context import Context, Key
+from gonka_operator.models.inference_node import InferenceNodeSpec
+from gonka_operator.status import Facts
+
+logger = logging.getLogger(__name__)
+
+SKIP_DEREGISTRATION = "gonka.ai/skip-deregistration"
+
+
+class RegistryProblem(Exception):
+    """Registration did not happen; `facts` is what the status says and `retry_after` when to retry."""
+
+    def __init__(self, facts: Facts, retry_after: float) -> None:
+        super().__init__(facts.message)
+        self.facts = facts
+        self.retry_after = retry_after
+
+
+def resolve_admin_url(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> str:
+    """The admin API of this InferenceNode's network node, or RegistryProblem saying why not yet."""
+    if spec.admin_url:
+        return spec.admin_url
+    assert spec.network_node_ref is not None, "admission requires networkNodeRef or adminURL"
+    nn = spec.network_node_ref.name
+    record = ctx.network.get((namespace, nn))
+    if record is None:
+        raise RegistryProblem(Facts(False, "NetworkNodeNotFound",
+                                    f"NetworkNode {nn} does not exist in namespace {namespace}"), 15)
+    in_cluster = (record.endpoints or {}).get("adminURL")
+    url = ctx.settings.admin_url_for(namespace, nn, in_cluster)
+    if not url:
+        raise RegistryProblem(Facts(False, "NetworkNodeNotReady",
+                                    f"NetworkNode {nn} has no admin URL yet"), 10)
+    return url
+
+
+def backoff(retry: int, base: float = 2.0, cap: float = 60.0) -> float:
+    return float(min(cap, base * 2 ** min(retry, 10)))
+
+
+def problem_from(exc: Exception, url: str, retry: int) -> RegistryProblem:
+    if isinstance(exc, AdminRejected) and not isinstance(exc, AdminNotFound):
+        # e.g. a model not approved by governance: governance lists change, so retry slowly.
+        return RegistryProblem(Facts(False, "Rejected", f"admin API at {url} rejected the node: {exc}"), 300)
+    return RegistryProblem(Facts(False, "AdminUnreachable", f"admin API at {url}: {exc}"), backoff(retry))
+
+
+async def _current(ctx: Context, url: str, node_id: str) -> InferenceNodeConfig | None:
+    if url in ctx.upsert_confirmed and url in ctx.registry:
+        entry = ctx.registry[url].entries.get(node_id)
+    else:
+        entry = await ctx.admin.get_node(url, node_id)
+    return entry.node if entry else None
+
+
+def _remember(ctx: Context, url: str, config: InferenceNodeConfig | None, node_id: str) -> None:
+    """Keep the cached snapshot in step with our own writes until the next poll replaces it."""
+    snapshot = ctx.registry.get(url)
+    if snapshot is None:
+        return
+    if config is None:
+        snapshot.entries.pop(node_id, None)
+    elif node_id in snapshot.entries:
+        snapshot.entries[node_id] = snapshot.entries[node_id].model_copy(update={"node": config})
+
+
+async def register(ctx: Context, key: Key, spec: InferenceNodeSpec, retry: int = 0) -> tuple[str, Facts]:
+    """Make the registry hold this node exactly as specified. Returns (admin URL, Registered facts)."""
+    namespace, name = key
+    url = resolve_admin_url(ctx, namespace, spec)
+    config = registry_config(name, namespace, spec, ctx.settings.cluster_domain)
+    async with ctx.registry_lock(url, config.id):
+        try:
+            current = await _current(ctx, url, config.id)
+            await ctx.admin.upsert(url, config, current)
+            if ctx.admin.known_generation(url) is None:
+                ctx.upsert_confirmed.add(url)
+            changed = current is None or not current.same_config(config)
+            known = ctx.registry.get(url)
+            entry = known.entries.get(config.id) if known else None
+            enabled_now = entry.state.admin_state.enabled if entry and entry.state.admin_state else None
+            if changed and ctx.admin.known_generation(url) is not None:
+                enabled_now = None  # DELETE+POST made a fresh entry: its admin state is unknown
+            if (enabled_now is None and not spec.enabled) or (enabled_now is not None and enabled_now != spec.enabled):
+                await ctx.admin.set_enabled(url, config.id, spec.enabled)
+            _remember(ctx, url, config, config.id)
+        except (AdminUnavailable, AdminRejected) as exc:
+            raise problem_from(exc, url, retry) from exc
+    state = "enabled" if spec.enabled else "disabled (takes effect at the next epoch)"
+    return url, Facts(True, "Registered", f"registered as {config.id} at {url}, {state}")
+
+
+async def deregister(ctx: Context, key: Key, spec: InferenceNodeSpec, last_admin_url: str | None,
+                     retry: int = 0) -> str:
+    """Remove the entry. `false` from the API means it was already gone: success too."""
+    namespace, name = key
+    try:
+        url = resolve_admin_url(ctx, namespace, spec)
+    except RegistryProblem:
+        if not last_admin_url:
+            return "the network node is gone and no admin URL was ever used: nothing to remove"
+        url = last_admin_url
+    node_id = spec.node_id or name
+    async with ctx.registry_lock(url, node_id):
+        try:
+            removed = await ctx.admin.delete(url, node_id)
+        except (AdminUnavailable, AdminRejected) as exc:
+            raise RegistryProblem(Facts(False, "DeregistrationPending",
+                                        f"could not remove {node_id} from {url} yet: {exc}"), backoff(retry)) from exc
+        _remember(ctx, url, None, node_id)
+    return f"removed {node_id} from {url}" if removed else f"{node_id} was not in the registry at {url}"
+

@@ -1,0 +1,61 @@
+"""Operator settings, read from the environment (the chart sets them) and overridable by CLI flags."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+
+def _parse_map(raw: str) -> dict[str, str]:
+    """`ns/name=url,ns2/name2=url2` or a JSON object."""
+    raw = raw.strip()
+    if not raw:
+        return {}
+    if raw.startswith("{"):
+        return {str(k): str(v) for k, v in json.loads(raw).items()}
+    out = {}
+    for item in raw.split(","):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"expected namespace/name=url, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _parse_labels(raw: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in raw.split(",") if item)
+
+
+@dataclass
+class Settings:
+    # How the operator reaches a NetworkNode's admin API when it runs outside the cluster (local
+    # demo, tests, a laptop): in-cluster DNS names do not resolve there. Keys are
+    # `namespace/networknode`, or `*` for every NetworkNode. Env: GONKA_ADMIN_URL_OVERRIDES.
+    admin_url_overrides: dict[str, str] = field(default_factory=dict)
+    registry_poll_seconds: float = 30.0
+    cluster_domain: str = "cluster.local"
+    # Labels of the operator's own pods: the NetworkPolicies open the admin port (9200) to them.
+    operator_pod_labels: dict[str, str] = field(
+        default_factory=lambda: {"app.kubernetes.io/name": "gonka-operator"}
+    )
+    metrics_port: int = 0  # 0 = no metrics server
+    admin_timeout_seconds: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        s.admin_url_overrides = _parse_map(env.get("GONKA_ADMIN_URL_OVERRIDES", ""))
+        s.registry_poll_seconds = float(env.get("GONKA_REGISTRY_POLL_SECONDS", s.registry_poll_seconds))
+        s.cluster_domain = env.get("GONKA_CLUSTER_DOMAIN", s.cluster_domain)
+        if env.get("GONKA_OPERATOR_POD_LABELS"):
+            s.operator_pod_labels = _parse_labels(env["GONKA_OPERATOR_POD_LABELS"])
+        s.metrics_port = int(env.get("GONKA_METRICS_PORT", s.metrics_port))
+        s.admin_timeout_seconds = float(env.get("GONKA_ADMIN_TIMEOUT_SECONDS", s.admin_timeout_seconds))
+        return s
+
+    def admin_url_for(self, namespace: str, network_node: str, in_cluster_url: str | None) -> str | None:
+        return (self.admin_url_overrides.get(f"{namespace}/{network_node}")
+                or self.admin_url_overrides.get("*")
+                or in_cluster_url)

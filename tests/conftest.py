@@ -1,0 +1,70 @@
+"""Shared fixtures. The local control plane is started lazily, once per session, only for tests that
+ask for it (`cluster`, `kubeconfig`, `api_client`, `namespace`), so unit tests never pay for it.
+
+GONKA_TEST_KUBECONFIG=<path> reuses a running cluster (e.g. from `python -m gonka_operator.devcluster
+up`) instead of starting one, and leaves it running afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from gonka_operator.devcluster import LocalCluster
+
+CLUSTER_FIXTURES = {"cluster", "kubeconfig", "api_client", "namespace"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A test that needs the control plane is an integration test whether or not it says so, so
+    # `-m "not integration"` reliably skips every cluster start.
+    for item in items:
+        if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    existing = os.environ.get("GONKA_TEST_KUBECONFIG")
+    if existing:
+        yield LocalCluster.attach(Path(existing))
+        return
+    # Logs stay in pytest's temp dir (the last few runs are kept) for post-mortems.
+    c = LocalCluster(workdir=tmp_path_factory.mktemp("cluster"), timeout=180)
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop(remove=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster: LocalCluster) -> str:
+    return str(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: LocalCluster) -> Iterator[Any]:
+    """An admin `kubernetes.client.ApiClient` for the session's cluster."""
+    with cluster.api_client() as c:
+        yield c
+
+
+@pytest.fixture
+def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test, deleted (without waiting) afterwards."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{slug}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name, "labels": {"gonka.test/namespace": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)

@@ -1,0 +1,332 @@
+"""AdminClient: contract tests against the real stand-in on loopback (both api generations), plus
+`httpx.MockTransport` tests for what the stand-in cannot produce."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import REGISTRY
+
+from gonka_operator.admin import (
+    AdminClient,
+    AdminNotFound,
+    AdminRejected,
+    AdminUnavailable,
+    Hardware,
+    InferenceNodeConfig,
+    ModelArgs,
+    api_root,
+    create_http_client,
+)
+from gonka_operator.simulator import Simulator, run_simulator
+
+QWEN32 = "Qwen/Qwen3-32B-FP8"
+
+
+def config(node_id: str = "node1", **overrides: Any) -> InferenceNodeConfig:
+    values: dict[str, Any] = {
+        "id": node_id,
+        "host": f"{node_id}.gonka.svc.cluster.local",
+        "inference_port": 5050,
+        "poc_port": 8080,
+        "max_concurrent": 500,
+        "models": {QWEN32: ModelArgs(args=["--tensor-parallel-size", "4"])},
+        "hardware": [Hardware(type="H100", count=8)],
+    }
+    values.update(overrides)
+    return InferenceNodeConfig(**values)
+
+
+def test_body_is_exactly_the_reference_body() -> None:
+    assert config("node1", host="10.0.0.21").to_body() == {
+        "id": "node1",
+        "host": "10.0.0.21",
+        "inference_port": 5050,
+        "poc_port": 8080,
+        "inference_segment": "",
+        "poc_segment": "",
+        "max_concurrent": 500,
+        "models": {QWEN32: {"args": ["--tensor-parallel-size", "4"]}},
+        "hardware": [{"type": "H100", "count": 8}],
+    }
+
+
+def test_api_root_normalises_base_urls() -> None:
+    for url in ("http://x:9200", "http://x:9200/", "http://x:9200/admin/v1", "http://x:9200/admin/v1/"):
+        assert api_root(url) == "http://x:9200/admin/v1"
+
+
+# -- against the stand-in ---------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["2025-08", "latest"])
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
+    async with run_simulator(generation=request.param, state_delay=0.2) as s:
+        yield s
+
+
+@pytest.fixture
+async def admin() -> AsyncIterator[AdminClient]:
+    async with create_http_client() as http:
+        yield AdminClient(http)
+
+
+def counted(method: str, code: str) -> float:
+    value = REGISTRY.get_sample_value("gonka_operator_admin_api_requests_total", {"method": method, "code": code})
+    return value or 0.0
+
+
+async def test_register_and_list(sim: Simulator, admin: AdminClient) -> None:
+    await admin.upsert(sim.base_url, config(), None)
+    entries = await admin.list_nodes(sim.base_url)
+    assert len(entries) == 1
+    assert entries[0].node.same_config(config()) and entries[0].node.node_num == 1
+    assert entries[0].state.current_status in ("UNKNOWN", "INFERENCE")
+    assert entries[0].state.admin_state is not None and entries[0].state.admin_state.enabled is True
+    assert sim.saved_config() == [config().to_body()]
+    assert await admin.get_node(sim.base_url, "node1") == entries[0]
+    assert await admin.get_node(sim.base_url, "ghost") is None
+    if sim.generation == "2025-08":
+        assert admin.known_generation(sim.base_url) == "2025-08"
+        assert sim.request_counts()["PUT /admin/v1/nodes/{id}"] == 1  # the probe
+    else:
+        assert admin.known_generation(sim.base_url) is None
+        assert "POST /admin/v1/nodes" not in sim.request_counts()
+
+
+async def test_update_changes_entry_without_duplicates(sim: Simulator, admin: AdminClient) -> None:
+    await admin.upsert(sim.base_url, config(), None)
+    current = (await admin.list_nodes(sim.base_url))[0].node
+    sim.counts.clear()
+    await admin.upsert(sim.base_url, config(max_concurrent=64), current)
+    entries = await admin.list_nodes(sim.base_url)
+    assert len(entries) == 1 and entries[0].node.same_config(config(max_concurrent=64))
+    assert sim.saved_config() == [config(max_concurrent=64).to_body()]  # no duplicate in either
+    expected = (
+        {"DELETE /admin/v1/nodes/{id}": 1, "POST /admin/v1/nodes": 1}  # generation remembered: no PUT
+        if sim.generation == "2025-08"
+        else {"PUT /admin/v1/nodes/{id}": 1}
+    )
+    assert sim.request_counts() == expected | {"GET /admin/v1/nodes": 1}
+
+
+async def test_upsert_of_unchanged_config_sends_nothing(sim: Simulator, admin: AdminClient) -> None:
+    await admin.upsert(sim.base_url, config(), None)
+    current = (await admin.list_nodes(sim.base_url))[0].node
+    sim.counts.clear()
+    await admin.upsert(sim.base_url, config(), current)
+    assert sim.request_counts() == {}
+
+
+async def test_delete_true_then_false(sim: Simulator, admin: AdminClient) -> None:
+    await admin.upsert(sim.base_url, config(), None)
+    assert await admin.delete(sim.base_url, "node1") is True
+    assert await admin.delete(sim.base_url, "node1") is False
+    assert await admin.list_nodes(sim.base_url) == []
+
+
+async def test_enable_disable_and_not_found(sim: Simulator, admin: AdminClient) -> None:
+    await admin.upsert(sim.base_url, config(), None)
+    await admin.set_enabled(sim.base_url, "node1", False)
+    state = (await admin.list_nodes(sim.base_url))[0].state
+    assert state.admin_state is not None and state.admin_state.enabled is False
+    await admin.set_enabled(sim.base_url, "node1", True)
+    state = (await admin.list_nodes(sim.base_url))[0].state
+    assert state.admin_state is not None and state.admin_state.enabled is True
+    with pytest.raises(AdminNotFound) as info:
+        await admin.set_enabled(sim.base_url, "ghost", True)
+    assert info.value.status == 404 and info.value.message == "node not found: ghost"
+
+
+async def test_governance_rejection(sim: Simulator, admin: AdminClient) -> None:
+    unapproved = config(models={"Kimi/K2.6": ModelArgs(args=[])})
+    if sim.generation == "latest":
+        with pytest.raises(AdminRejected) as rejected:
+            await admin.upsert(sim.base_url, unapproved, None)
+        assert rejected.value.status == 400
+        assert "Kimi/K2.6 is not approved by governance" in rejected.value.message
+    else:
+        with pytest.raises(AdminUnavailable) as unavailable:
+            await admin.upsert(sim.base_url, unapproved, None)
+        assert unavailable.value.status == 500 and "error creating new node" in unavailable.value.message
+    assert await admin.list_nodes(sim.base_url) == []
+    sim.set_models([QWEN32, "Kimi/K2.6"])
+    await admin.upsert(sim.base_url, unapproved, None)
+    assert len(await admin.list_nodes(sim.base_url)) == 1
+
+
+async def test_latest_validation_is_rejected(admin: AdminClient) -> None:
+    async with run_simulator(generation="latest") as sim:
+        await admin.upsert(sim.base_url, config("a", host="10.0.0.1"), None)
+        with pytest.raises(AdminRejected, match="already used by node a"):
+            await admin.upsert(sim.base_url, config("b", host="10.0.0.1"), None)
+
+
+async def test_connection_refused_is_unavailable_then_recovers(sim: Simulator, admin: AdminClient) -> None:
+    await admin.list_nodes(sim.base_url)  # leaves a pooled connection behind
+    before = counted("GET", "error")
+    sim.refuse_for(10)
+    with pytest.raises(AdminUnavailable) as info:
+        await admin.list_nodes(sim.base_url)
+    assert info.value.status is None
+    with pytest.raises(AdminUnavailable, match="ConnectError"):
+        await admin.delete(sim.base_url, "node1")
+    assert counted("GET", "error") == before + 1
+    sim.clear_faults()
+    await sim.wait_accepting(5)
+    assert await admin.list_nodes(sim.base_url) == []
+
+
+async def test_500_window_is_unavailable(sim: Simulator, admin: AdminClient) -> None:
+    before = counted("GET", "500")
+    sim.fail_with_500_for(30)
+    with pytest.raises(AdminUnavailable) as info:
+        await admin.list_nodes(sim.base_url)
+    assert info.value.status == 500 and "500: internal error" in info.value.message
+    with pytest.raises(AdminUnavailable):
+        await admin.upsert(sim.base_url, config(), None)
+    assert admin.known_generation(sim.base_url) is None  # a 500 says nothing about the generation
+    assert counted("GET", "500") == before + 1
+    sim.clear_faults()
+    await admin.upsert(sim.base_url, config(), None)
+    assert len(await admin.list_nodes(sim.base_url)) == 1
+
+
+async def test_slow_answer_times_out_as_unavailable(sim: Simulator) -> None:
+    sim.slow_for(30, delay=2)
+    async with create_http_client() as http:
+        admin = AdminClient(http, total_timeout=0.3)
+        with pytest.raises(AdminUnavailable, match=r"ReadTimeout|TimeoutError"):
+            await admin.list_nodes(sim.base_url)
+
+
+async def test_nothing_listening_is_unavailable(admin: AdminClient) -> None:
+    async with run_simulator() as sim:
+        base_url = sim.base_url
+    with pytest.raises(AdminUnavailable, match="ConnectError"):
+        await admin.list_nodes(base_url)
+
+
+async def test_parses_unknown_fields_of_the_real_answers(sim: Simulator, admin: AdminClient) -> None:
+    # the latest stand-in adds fields (version, onboarding, ml_node_version) the models do not know
+    await admin.upsert(sim.base_url, config(), None)
+    sim.fail_node("node1", "OOM")
+    entry = (await admin.list_nodes(sim.base_url))[0]
+    assert (entry.state.current_status, entry.state.failure_reason) == ("FAILED", "OOM")
+
+
+# -- with httpx.MockTransport -----------------------------------------------------------------------
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def mock_admin(handler: Handler, **kwargs: Any) -> AdminClient:
+    return AdminClient(httpx.AsyncClient(transport=httpx.MockTransport(handler)), **kwargs)
+
+
+async def test_lenient_parsing_of_unknown_and_null_fields() -> None:
+    answer = [
+        {
+            "node": {
+                **config().to_body(),
+                "node_num": 3,
+                "version": "v2",
+                "hardware": None,
+                "models": {QWEN32: {"args": None}},
+            },
+            "state": {
+                "current_status": "INFERENCE",
+                "admin_state": {"enabled": False, "epoch": 7},
+                "epoch_ml_nodes": {QWEN32: {"poc_weight": 12, "timeslot_allocation": [True], "future": 1}},
+                "reconcile_info": {"Status": "X"},
+                "preserved_models": None,
+            },
+            "onboarding": {"participant_state": "ACTIVE"},
+        },
+        {"node": {**config("n2").to_body()}},  # no state at all
+    ]
+    admin = mock_admin(lambda req: httpx.Response(200, json=answer))
+    entries = await admin.list_nodes("http://api:9200")
+    assert entries[0].node.node_num == 3 and entries[0].node.hardware == []
+    assert entries[0].node.models[QWEN32].args == []
+    assert entries[0].state.admin_state is not None and entries[0].state.admin_state.epoch == 7
+    assert entries[0].state.epoch_ml_nodes is not None
+    assert entries[0].state.epoch_ml_nodes[QWEN32].poc_weight == 12
+    assert entries[1].state.current_status is None
+
+
+async def test_malformed_list_fails_closed() -> None:
+    admin = mock_admin(lambda req: httpx.Response(200, json=[{"node": {"host": "no id"}}]))
+    with pytest.raises(AdminUnavailable, match="malformed"):
+        await admin.list_nodes("http://api:9200")
+
+
+async def test_put_404_switches_to_delete_then_post_and_ttl_reprobes() -> None:
+    seen: list[str] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(f"{req.method} {req.url.path}")
+        if req.method == "PUT":
+            return httpx.Response(404, text="404 page not found")
+        if req.method == "DELETE":
+            return httpx.Response(200, json=True)
+        assert json.loads(req.content) == config(max_concurrent=1).to_body()
+        return httpx.Response(200, json=json.loads(req.content))
+
+    now = [0.0]
+    admin = mock_admin(handler, legacy_ttl=100, clock=lambda: now[0])
+    await admin.upsert("http://api:9200/", config(max_concurrent=1), config())
+    assert seen == ["PUT /admin/v1/nodes/node1", "DELETE /admin/v1/nodes/node1", "POST /admin/v1/nodes"]
+    seen.clear()
+    await admin.upsert("http://api:9200", config(max_concurrent=1), None)
+    assert seen == ["POST /admin/v1/nodes"]
+    seen.clear()
+    now[0] = 101.0  # the api may have upgraded itself: probe again
+    await admin.upsert("http://api:9200", config(max_concurrent=1), None)
+    assert seen == ["PUT /admin/v1/nodes/node1", "POST /admin/v1/nodes"]
+
+
+async def test_4xx_and_5xx_carry_the_api_error_text() -> None:
+    answers = {
+        "PUT": httpx.Response(400, json={"error": "max_concurrent must be greater than 0"}),
+        "DELETE": httpx.Response(503, json={"error": "chain not reachable"}),
+        "GET": httpx.Response(502, text="<html>bad gateway</html>"),
+    }
+    admin = mock_admin(lambda req: answers[req.method])
+    with pytest.raises(AdminRejected) as rejected:
+        await admin.upsert("http://api:9200", config(), None)
+    assert (rejected.value.status, rejected.value.message) == (400, "max_concurrent must be greater than 0")
+    with pytest.raises(AdminUnavailable) as unavailable:
+        await admin.delete("http://api:9200", "node1")
+    assert unavailable.value.status == 503 and "503: chain not reachable" in unavailable.value.message
+    with pytest.raises(AdminUnavailable, match="502: <html>bad gateway</html>"):
+        await admin.list_nodes("http://api:9200")
+
+
+async def test_delete_without_boolean_body_is_unavailable() -> None:
+    admin = mock_admin(lambda req: httpx.Response(200, json={"deleted": True}))
+    with pytest.raises(AdminUnavailable, match="true/false"):
+        await admin.delete("http://api:9200", "node1")
+
+
+async def test_node_ids_are_quoted_in_paths() -> None:
+    paths: list[bytes] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        paths.append(req.url.raw_path)
+        return httpx.Response(200, json={"message": "ok"})
+
+    await mock_admin(handler).set_enabled("http://api:9200", "a/b c", False)
+    assert paths == [b"/admin/v1/nodes/a%2Fb%20c/disable"]
+
+
+async def test_upsert_refuses_mismatched_ids() -> None:
+    admin = mock_admin(lambda req: pytest.fail("no request expected"))
+    with pytest.raises(ValueError):
+        await admin.upsert("http://api:9200", config("a"), config("b"))
+    with pytest.raises(ValueError):
+        await admin.upsert("http://api:9200", config(""), None)
