@@ -122,7 +122,6 @@ _NAME_RULE = {
     "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40",
     "message": "metadata.name must be a DNS-1035 label of at most 40 characters "
     "(it prefixes the names of Services and workloads)",
-    "fieldPath": ".metadata.name",
 }
 
 
@@ -131,7 +130,6 @@ def network_node_crd() -> Schema:
         "rule": "self.metadata.name != 'dapi' && !self.metadata.name.startsWith('dapi-')",
         "message": "metadata.name must not be 'dapi' or start with 'dapi-': the api Service would get the "
         "env prefix DAPI_, which the api reads as its configuration",
-        "fieldPath": ".metadata.name",
     }
     return _crd(
         "NetworkNode", "networknodes", ["gnn", "netnode"], NetworkNodeSpec, NetworkNodeStatus,
@@ -172,8 +170,15 @@ def crds_yaml() -> str:
     return "---\n".join(crd_yaml(crd) for crd in all_crds())
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Repeated sub-schemas are written out in full: no &anchors/*aliases in the CRDs."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def crd_yaml(crd: Schema) -> str:
-    return yaml.safe_dump(crd, sort_keys=False, width=120)
+    return yaml.dump(crd, Dumper=_NoAliases, sort_keys=False, width=120)
 
 
 def crd_files() -> dict[str, str]:

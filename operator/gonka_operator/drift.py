@@ -16,6 +16,7 @@ from kubernetes.utils.quantity import parse_quantity
 from gonka_operator import inference_node, network_node
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
 from gonka_operator.context import Context
+from gonka_operator.kube import KubeError
 
 logger = logging.getLogger(__name__)
 _EMPTY: tuple[Any, ...] = ({}, [], None, "", False)
@@ -81,7 +82,7 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
                 return
             logger.info("Repairing %s %s/%s of InferenceNode %s", obj["kind"], namespace, obj["metadata"]["name"], name)
             for child in inference_node.desired_children(record.body):
-                await ctx.kube.apply(child)
+                await repair(ctx, child)
         await inference_node.write_status(ctx, record)
     elif kind == "NetworkNode":
         nn = ctx.network.get((namespace, name))
@@ -97,6 +98,21 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             await network_node.reconcile(ctx, nn.body)
         else:
             await network_node.write_status(ctx, nn)
+
+
+async def repair(ctx: Context, desired: Obj) -> None:
+    """Apply `desired`. An edit can leave the object in a state our apply cannot merge into (e.g.
+    strategy switched to RollingUpdate gains rollingUpdate defaults that Recreate forbids): then the
+    object is replaced, which is what the user declared anyway."""
+    try:
+        await ctx.kube.apply(desired)
+    except KubeError as exc:
+        if exc.status != 422 or desired["kind"] == "PersistentVolumeClaim":  # never drop data
+            raise
+        logger.warning("Replacing %s %s/%s: %s", desired["kind"], desired["metadata"]["namespace"],
+                       desired["metadata"]["name"], exc)
+        await ctx.kube.delete(desired)
+        await ctx.kube.apply(desired)
 
 
 def _drifted(children: list[Obj], obj: Obj, deleted: bool) -> bool:

@@ -84,6 +84,16 @@ class Kube:
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         return await self._call("PATCH", path, obj, query, "application/apply-patch+yaml")
 
+    async def delete(self, obj: Obj) -> None:
+        """Delete `obj` (dependents are garbage-collected in the background); absent is fine."""
+        meta = obj["metadata"]
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        try:
+            await self._call("DELETE", path, {"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         try:
             return await self._call("GET", object_path(api_version, kind, namespace, name))

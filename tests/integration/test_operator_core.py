@@ -139,9 +139,11 @@ def test_delete_removes_children_but_keeps_pvcs(operator: Operator, kubectl: Kub
     wait_condition(kubectl, "inferencenode", "gone", namespace, "Registered", "True", timeout=60)
     kubectl.run("delete", "inferencenode", "gone", "-n", namespace, "--wait=true", "--timeout=60s")
     kubectl.run("delete", "networknode", "gonka", "-n", namespace, "--wait=true", "--timeout=60s")
-    remaining = wait_for(lambda: (c := children(kubectl, namespace)) if not any(
-        k.startswith(("Deployment/", "StatefulSet/", "Service/", "NetworkPolicy/")) for k in c) else None, 60,
-        lambda: f"garbage collection; left: {sorted(children(kubectl, namespace))}")
+    def only_pvcs_left() -> dict[str, dict] | None:
+        left = children(kubectl, namespace)
+        return left if all(k.startswith("PersistentVolumeClaim/") for k in left) else None
+
+    remaining = wait_for(only_pvcs_left, 60, lambda: f"garbage collection; left: {sorted(children(kubectl, namespace))}")
     assert set(remaining) == {"PersistentVolumeClaim/gonka-inference", "PersistentVolumeClaim/gonka-dapi",
                               "PersistentVolumeClaim/gonka-tmkms", "PersistentVolumeClaim/gone-hf-cache"}
 

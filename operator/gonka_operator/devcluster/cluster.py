@@ -132,6 +132,9 @@ class LocalCluster:
             f"--cluster-signing-cert-file={pki.ca_cert}", f"--cluster-signing-key-file={pki.ca_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--controllers=*", "--kube-api-qps=100", "--kube-api-burst=200",
+            # PVCs must bind for pods to schedule; with no cloud, the test-only hostPath
+            # provisioner serves the default StorageClass (storageclass.yaml).
+            "--enable-hostpath-provisioner=true",
         ])
         sched = self._spawn("kube-scheduler", [
             f"--kubeconfig={sched_kc}", f"--authentication-kubeconfig={sched_kc}",
@@ -153,6 +156,7 @@ class LocalCluster:
         with self.api_client() as api_client:
             core = client.CoreV1Api(api_client)
             self._create_nodes(core)
+            self._create_storage_class(client.StorageV1Api(api_client))
             everyone = [etcd, api, kcm, sched]
             wait_until(lambda: _nodes_not_ready(core), self.timeout, kwok,
                        "4 kwok nodes Ready and untainted", everyone)
@@ -172,6 +176,13 @@ class LocalCluster:
             except ApiException as e:
                 if e.status != 409:  # already there after a restart on the same data dir
                     raise
+
+    def _create_storage_class(self, storage: Any) -> None:
+        try:
+            storage.create_storage_class(yaml.safe_load(data_file("storageclass.yaml").read_text()))
+        except ApiException as e:
+            if e.status != 409:
+                raise
 
     # ---- use / stop ----------------------------------------------------------------------------
 

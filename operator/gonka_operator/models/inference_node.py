@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
@@ -103,7 +103,7 @@ _RULES: Any = [
         "fieldPath": ".hfCache",
     },
     {
-        "rule": "!self.args.exists(a, a.startsWith('--tensor-parallel-size') || "
+        "rule": "!has(self.args) || !self.args.exists(a, a.startsWith('--tensor-parallel-size') || "
         "a.startsWith('--pipeline-parallel-size'))",
         "message": "spec.args must not set --tensor-parallel-size/--pipeline-parallel-size: use spec.parallelism",
         "fieldPath": ".args",
@@ -131,7 +131,9 @@ class InferenceNodeSpec(CRDModel):
         description="Id in the admin registry; defaults to the object's name; immutable.",
     )
     model: str = Field(min_length=1, description="Model served, e.g. Qwen/Qwen3-32B-FP8 (the admin API judges it).")
-    args: list[str] = Field(default_factory=list, description="Extra vLLM args (parallelism excluded).")
+    args: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list, max_length=64, description="Extra vLLM args (parallelism excluded)."
+    )
     parallelism: Parallelism = Field(default_factory=Parallelism, description="vLLM parallelism.")
     gpus: int = Field(default=1, ge=1, le=64, description="GPUs (nvidia.com/gpu); a multiple of tensor×pipeline.")
     gpu_product: str | None = Field(

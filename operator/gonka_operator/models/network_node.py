@@ -70,7 +70,8 @@ class ExposedPort(CRDModel):
 
 class Exposure(CRDModel):
     p2p: ExposedPort = Field(
-        default_factory=ExposedPort, description="Public P2P Service (to the node's 26656); default port 5000."
+        default_factory=ExposedPort,
+        alias="p2p", description="Public P2P Service (to the node's 26656); default port 5000."
     )
     proxy: ExposedPort = Field(
         default_factory=ExposedPort, description="Public proxy Service (to nginx :80); default port 8000."
@@ -144,6 +145,7 @@ class NetworkNodeSpec(CRDModel):
     )
     p2p_external_address: str | None = Field(
         default=None,
+        alias="p2pExternalAddress",
         pattern=r"^tcp://[^/]+:[0-9]+$",
         description="P2P address announced to peers (P2P_EXTERNAL_ADDRESS). Default tcp://<publicHost>:<p2p port>.",
     )
@@ -168,7 +170,9 @@ class NetworkNodeEndpoints(CRDModel):
         default=None, alias="callbackURL", description="PoC callback URL given to ML nodes (:9100)."
     )
     public_url: str | None = Field(default=None, alias="publicURL", description="Public URL of the proxy.")
-    p2p_external_address: str | None = Field(default=None, description="Announced P2P address.")
+    p2p_external_address: str | None = Field(
+        default=None, alias="p2pExternalAddress", description="Announced P2P address."
+    )
 
 
 class RegistryCounts(CRDModel):
