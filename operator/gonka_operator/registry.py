@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from gonka_operator.admin import AdminNotFound, AdminRejected, AdminUnavailable, InferenceNodeConfig
+from gonka_operator.admin import (
+    AdminNotFound,
+    AdminRejected,
+    AdminState,
+    AdminUnavailable,
+    NodeEntry,
+    NodeState,
+    RegisteredNode,
+)
 from gonka_operator.builders.inference_node import registry_config
 from gonka_operator.context import Context, Key
 from gonka_operator.models.inference_node import InferenceNodeSpec
@@ -59,23 +67,21 @@ def problem_from(exc: Exception, url: str, retry: int) -> RegistryProblem:
     return RegistryProblem(Facts(False, "AdminUnreachable", f"admin API at {url}: {exc}"), backoff(retry))
 
 
-async def _current(ctx: Context, url: str, node_id: str) -> InferenceNodeConfig | None:
+async def _current(ctx: Context, url: str, node_id: str) -> NodeEntry | None:
     if url in ctx.upsert_confirmed and url in ctx.registry:
-        entry = ctx.registry[url].entries.get(node_id)
-    else:
-        entry = await ctx.admin.get_node(url, node_id)
-    return entry.node if entry else None
+        return ctx.registry[url].entries.get(node_id)
+    return await ctx.admin.get_node(url, node_id)
 
 
-def _remember(ctx: Context, url: str, config: InferenceNodeConfig | None, node_id: str) -> None:
+def _remember(ctx: Context, url: str, node_id: str, entry: NodeEntry | None) -> None:
     """Keep the cached snapshot in step with our own writes until the next poll replaces it."""
     snapshot = ctx.registry.get(url)
     if snapshot is None:
         return
-    if config is None:
+    if entry is None:
         snapshot.entries.pop(node_id, None)
-    elif node_id in snapshot.entries:
-        snapshot.entries[node_id] = snapshot.entries[node_id].model_copy(update={"node": config})
+    else:
+        snapshot.entries[node_id] = entry
 
 
 async def register(ctx: Context, key: Key, spec: InferenceNodeSpec, retry: int = 0) -> tuple[str, Facts]:
@@ -86,22 +92,23 @@ async def register(ctx: Context, key: Key, spec: InferenceNodeSpec, retry: int =
     async with ctx.registry_lock(url, config.id):
         try:
             current = await _current(ctx, url, config.id)
-            await ctx.admin.upsert(url, config, current)
+            await ctx.admin.upsert(url, config, current.node if current else None)
             if ctx.admin.known_generation(url) is None:
                 ctx.upsert_confirmed.add(url)
-            changed = current is None or not current.same_config(config)
-            known = ctx.registry.get(url)
-            entry = known.entries.get(config.id) if known else None
-            enabled_now = entry.state.admin_state.enabled if entry and entry.state.admin_state else None
-            if changed and ctx.admin.known_generation(url) is not None:
-                enabled_now = None  # DELETE+POST made a fresh entry: its admin state is unknown
-            if (enabled_now is None and not spec.enabled) or (enabled_now is not None and enabled_now != spec.enabled):
+            changed = current is None or not current.node.same_config(config)
+            if current is None or (changed and ctx.admin.known_generation(url) is not None):
+                enabled: bool | None = True  # a freshly POSTed entry starts enabled
+            else:
+                enabled = current.state.admin_state.enabled if current.state.admin_state else None
+            if enabled != spec.enabled:
                 await ctx.admin.set_enabled(url, config.id, spec.enabled)
-            _remember(ctx, url, config, config.id)
+            state = (current.state if current else NodeState()).model_copy(
+                update={"admin_state": AdminState(enabled=spec.enabled)})
+            _remember(ctx, url, config.id, NodeEntry(node=RegisteredNode(**config.to_body()), state=state))
         except (AdminUnavailable, AdminRejected) as exc:
             raise problem_from(exc, url, retry) from exc
-    state = "enabled" if spec.enabled else "disabled (takes effect at the next epoch)"
-    return url, Facts(True, "Registered", f"registered as {config.id} at {url}, {state}")
+    detail = "enabled" if spec.enabled else "disabled (takes effect at the next epoch)"
+    return url, Facts(True, "Registered", f"registered as {config.id} at {url}, {detail}")
 
 
 async def deregister(ctx: Context, key: Key, spec: InferenceNodeSpec, last_admin_url: str | None,
@@ -121,6 +128,6 @@ async def deregister(ctx: Context, key: Key, spec: InferenceNodeSpec, last_admin
         except (AdminUnavailable, AdminRejected) as exc:
             raise RegistryProblem(Facts(False, "DeregistrationPending",
                                         f"could not remove {node_id} from {url} yet: {exc}"), backoff(retry)) from exc
-        _remember(ctx, url, None, node_id)
+        _remember(ctx, url, node_id, None)
     return f"removed {node_id} from {url}" if removed else f"{node_id} was not in the registry at {url}"
 

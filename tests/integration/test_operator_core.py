@@ -143,7 +143,8 @@ def test_delete_removes_children_but_keeps_pvcs(operator: Operator, kubectl: Kub
         left = children(kubectl, namespace)
         return left if all(k.startswith("PersistentVolumeClaim/") for k in left) else None
 
-    remaining = wait_for(only_pvcs_left, 60, lambda: f"garbage collection; left: {sorted(children(kubectl, namespace))}")
+    remaining = wait_for(only_pvcs_left, 60,
+                         lambda: f"garbage collection; left: {sorted(children(kubectl, namespace))}")
     assert set(remaining) == {"PersistentVolumeClaim/gonka-inference", "PersistentVolumeClaim/gonka-dapi",
                               "PersistentVolumeClaim/gonka-tmkms", "PersistentVolumeClaim/gone-hf-cache"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import condition, operator_env, wait_condition
+from conftest import operator_env, wait_condition
 from gonka_operator.devcluster import LocalCluster
 from helpers import holds_for, wait_for
 from procs import Kubectl, Operator, StandIn
@@ -81,13 +81,13 @@ def test_register_on_create_with_the_exact_body(operator: Operator, kubectl: Kub
     name = unique("reg")
     kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + in_cluster(name))
     entry = wait_for(lambda: standin.nodes().get(name), 30, f"{name} in the stand-in's registry")
-    body = {k: v for k, v in entry["node"].items() if k != "node_num"}
-    assert body == {
+    expected = {
         "id": name, "host": f"{name}-mlnode.{namespace}.svc.cluster.local", "inference_port": 5050,
         "poc_port": 8080, "inference_segment": "", "poc_segment": "", "max_concurrent": 250,
         "models": {"Qwen/Qwen3-32B-FP8": {"args": ["--tensor-parallel-size", "4"]}},
         "hardware": [{"type": "H100", "count": 8}],
     }
+    assert {k: entry["node"].get(k) for k in expected} == expected
     wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True")
     obj = wait_for(lambda: (o := kubectl.get("inferencenode", name, namespace))
                    and (o["status"].get("registry") or {}).get("currentStatus") == "INFERENCE" and o, 30,

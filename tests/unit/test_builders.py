@@ -137,7 +137,8 @@ def test_service_maps_5050_to_5000_and_8080() -> None:
 
 
 def test_registry_body_in_cluster() -> None:
-    spec = in_spec(gpus=8, parallelism={"tensor": 4, "pipeline": 2}, hardwareType="3080", args=["--max-model-len", "4096"])
+    spec = in_spec(gpus=8, parallelism={"tensor": 4, "pipeline": 2}, hardwareType="3080",
+                   args=["--max-model-len", "4096"])
     body = inb.registry_config("ml-a", "hosts", spec, "cluster.local").to_body()
     assert body == {
         "id": "ml-a", "host": "ml-a-mlnode.hosts.svc.cluster.local", "inference_port": 5050, "poc_port": 8080,

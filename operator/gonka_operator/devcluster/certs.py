@@ -32,6 +32,10 @@ CLIENTS: dict[str, tuple[str, list[str]]] = {
     "kube-scheduler": ("system:kube-scheduler", []),
     # kwok writes node/pod status and leases for many nodes; admin rights keep that simple.
     "kwok": ("kwok-controller", ["system:masters"]),
+    # The API server's identity towards aggregated API servers (--proxy-client-cert-file). Having a
+    # request-header CA at all also fills kube-system/extension-apiserver-authentication, whose
+    # absence makes the controller-manager and scheduler log an error every 10 s.
+    "front-proxy-client": ("front-proxy-client", []),
 }
 
 _VALIDITY = dt.timedelta(days=3650)

@@ -115,6 +115,13 @@ class LocalCluster:
             # The `kubernetes` Endpoints may not hold a loopback address, so the reconciler would
             # only log errors; nothing in this cluster dials the service IP anyway.
             "--endpoint-reconciler-type=none",
+            f"--requestheader-client-ca-file={pki.ca_cert}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.client_cert('front-proxy-client')}",
+            f"--proxy-client-key-file={pki.client_key('front-proxy-client')}",
             "--allow-privileged=true", "--profiling=false",
         ])
         ctx = https_context(pki.ca_cert, pki.client_cert("admin"), pki.client_key("admin"))
