@@ -43,12 +43,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="gonka.ai", key="last-handled-configuration")
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
     conf = Settings.from_env()
     memo["http"] = http = create_http_client(total_timeout=conf.admin_timeout_seconds)
     memo["ctx"] = ctx = Context(settings=conf, kube=await Kube.connect(), admin=AdminClient(
         http, total_timeout=conf.admin_timeout_seconds))
     if conf.metrics_port:
-        start_http_server(conf.metrics_port)
+        start_http_server(conf.metrics_port, addr=conf.metrics_address)
     memo["poller"] = asyncio.create_task(poller.run(ctx), name="registry-poller")
 
 

@@ -40,6 +40,7 @@ class Settings:
         default_factory=lambda: {"app.kubernetes.io/name": "gonka-operator"}
     )
     metrics_port: int = 0  # 0 = no metrics server
+    metrics_address: str = "0.0.0.0"  # the chart's default; tests and the local demo use 127.0.0.1
     admin_timeout_seconds: float = 10.0
 
     @classmethod
@@ -52,6 +53,7 @@ class Settings:
         if env.get("GONKA_OPERATOR_POD_LABELS"):
             s.operator_pod_labels = _parse_labels(env["GONKA_OPERATOR_POD_LABELS"])
         s.metrics_port = int(env.get("GONKA_METRICS_PORT", s.metrics_port))
+        s.metrics_address = env.get("GONKA_METRICS_ADDRESS", s.metrics_address)
         s.admin_timeout_seconds = float(env.get("GONKA_ADMIN_TIMEOUT_SECONDS", s.admin_timeout_seconds))
         return s
 

@@ -47,7 +47,7 @@ def up(directory: Path, timeout: float) -> int:
         _say("recorded cluster is not healthy; stopping what is left of it and starting afresh")
         existing.stop(remove=True)
     shutil.rmtree(directory, ignore_errors=True)
-    cluster = LocalCluster(workdir=directory, timeout=timeout)
+    cluster = LocalCluster(workdir=directory, timeout=timeout, detach=True)
     # Locate (or build) the binaries before timing the start, so the figure means "start from cache".
     _ = cluster.bin_dir
     started = time.monotonic()

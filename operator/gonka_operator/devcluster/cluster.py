@@ -40,11 +40,15 @@ class LocalCluster:
     Without `workdir` a temporary directory is used and removed by stop().
     """
 
-    def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None, timeout: float = 120.0):
+    def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None, timeout: float = 120.0,
+                 detach: bool = False):
         self._own_workdir = workdir is None
         self.workdir: Path = Path(workdir or tempfile.mkdtemp(prefix="gonka-devcluster-")).resolve()
         self._bin_dir = bin_dir
         self.timeout = timeout
+        # detach=False: the components die with the process that started them (even on SIGKILL);
+        # the CLI detaches so they outlive `up`.
+        self.detach = detach
         self.kubeconfig: Path = self.workdir / "kubeconfig"
         self.server: str = ""
         self.procs: list[Proc] = []
@@ -171,7 +175,7 @@ class LocalCluster:
                        "ServiceAccount default/default", [etcd, api, sched, kwok])
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = spawn(name, [str(self.bin_dir / name), *args], self.workdir, env)
+        proc = spawn(name, [str(self.bin_dir / name), *args], self.workdir, env, self.detach)
         self.procs.append(proc)
         self.save_state()  # at once, so `down` can clean up even after a start that was killed
         return proc

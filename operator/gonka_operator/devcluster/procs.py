@@ -8,11 +8,13 @@ it, `up` can exit while it keeps running, and stop() can signal the whole group.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -127,9 +129,21 @@ class Proc:
         )
 
 
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: ask the kernel to SIGTERM it when the process that
+    # started it dies, even by SIGKILL, so a killed test run leaves no control plane behind.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def spawn(
-    name: str, argv: Sequence[str], workdir: Path, env: Mapping[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    detach: bool = False,
 ) -> Proc:
+    """Start one component in its own session; unless `detach`, it dies with this process."""
     log = workdir / f"{name}.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(
@@ -140,6 +154,7 @@ def spawn(
             cwd=workdir,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            preexec_fn=None if detach or sys.platform != "linux" else _die_with_parent,
         )
     return Proc(name=name, pid=popen.pid, exe=str(argv[0]), log=log, popen=popen)
 
