@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
+from gonka_operator import context
 from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import inference_node_policy
@@ -12,11 +13,10 @@ from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import RegistryProblem, deregister, register
-from gonka_operator.status import Facts, changed, inference_node_conditions, workload_facts
+from gonka_operator.status import Facts, inference_node_conditions, workload_facts
 
 logger = logging.getLogger(__name__)
 KIND = "InferenceNode"
-API_VERSION = "gonka.ai/v1alpha1"
 
 
 def owner_of(body: Obj) -> Owner:
@@ -114,12 +114,4 @@ def compute_status(record: InferenceRecord) -> Obj:
 
 
 async def write_status(ctx: Context, record: InferenceRecord) -> None:
-    """Write the status block if it differs from what the object already shows."""
-    if record.observed_generation is None:
-        return  # not reconciled yet by this process: the handler will write it
-    desired = compute_status(record)
-    if not changed(record.status_written, desired):
-        return
-    meta = record.body["metadata"]
-    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], desired)
-    record.status_written = desired
+    await context.write_status(ctx, record, KIND, compute_status)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from gonka_operator import context
 from gonka_operator.builders import network_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import network_node_policies
@@ -11,11 +12,10 @@ from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, Key, NetworkRecord
 from gonka_operator.kube import KubeError
 from gonka_operator.models.network_node import NetworkNodeSpec
-from gonka_operator.status import changed, network_node_conditions
+from gonka_operator.status import network_node_conditions
 
 logger = logging.getLogger(__name__)
 KIND = "NetworkNode"
-API_VERSION = "gonka.ai/v1alpha1"
 
 
 def owner_of(body: Obj) -> Owner:
@@ -94,11 +94,4 @@ def compute_status(record: NetworkRecord) -> Obj:
 
 
 async def write_status(ctx: Context, record: NetworkRecord) -> None:
-    if record.observed_generation is None:
-        return
-    desired = compute_status(record)
-    if not changed(record.status_written, desired):
-        return
-    meta = record.body["metadata"]
-    await ctx.kube.patch_status(API_VERSION, KIND, meta["namespace"], meta["name"], desired)
-    record.status_written = desired
+    await context.write_status(ctx, record, KIND, compute_status)

@@ -93,7 +93,9 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
             await network_node.write_status(ctx, nn)
         return 0, 0
     snapshot = ctx.registry[url] = RegistrySnapshot({e.node.id: e for e in entries}, now)
-    managed_ids, registered, failed = set(), 0, 0
+    managed_ids: set[str] = set()
+    registered, failed = 0, 0
+    per_network: dict[Key, list[int]] = defaultdict(lambda: [0, 0])  # registered, failed
     for key in keys:
         record = ctx.inference.get(key)
         if record is None:
@@ -102,8 +104,12 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
         managed_ids.add(node_id)
         entry = snapshot.entries.get(node_id)
         if entry is not None:
-            registered += 1
-            failed += entry.state.current_status == "FAILED"
+            is_failed = entry.state.current_status == "FAILED"
+            registered, failed = registered + 1, failed + is_failed
+            ref = (record.body["spec"].get("networkNodeRef") or {}).get("name")
+            if ref:
+                counts = per_network[(key[0], ref)]
+                counts[0], counts[1] = counts[0] + 1, counts[1] + is_failed
             record.registry = registry_block(entry, record.registry, now)
             await inference_node.write_status(ctx, record)
         elif (record.registration.ok and record.registered_at < started
@@ -111,7 +117,9 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
             await _repair(ctx, key, record)
     unmanaged = sorted(set(snapshot.entries) - managed_ids)
     for nn in networks:
-        nn.poll = {"adminReachable": True, "registry": {"registered": registered, "failed": failed},
+        meta = nn.body["metadata"]
+        mine = per_network[(meta["namespace"], meta["name"])]
+        nn.poll = {"adminReachable": True, "registry": {"registered": mine[0], "failed": mine[1]},
                    "unmanagedNodes": unmanaged}
         await network_node.write_status(ctx, nn)
     return registered, failed

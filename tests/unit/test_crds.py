@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +12,45 @@ import yaml
 from gonka_operator.crdgen import all_crds, crd_files, structural
 
 ROOT = Path(__file__).resolve().parents[2]
+CHART_CRDS = ROOT / "charts" / "gonka-operator" / "templates" / "crds"
+
+
+def _write_crds() -> Any:
+    """hack/write_crds.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("write_crds", ROOT / "hack" / "write_crds.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("name", sorted(crd_files()))
 def test_committed_crd_matches_models(name: str) -> None:
     committed = (ROOT / "crds" / name).read_text()
     assert committed == crd_files()[name], f"crds/{name} is stale: run `make crds`"
+
+
+@pytest.mark.parametrize("name", sorted(crd_files()))
+def test_chart_crd_template_matches_models(name: str) -> None:
+    expected = _write_crds().chart_crd_files()[name]
+    path = CHART_CRDS / name
+    assert path.is_file(), f"{path.relative_to(ROOT)} is missing: run `make crds`"
+    assert path.read_text() == expected, f"{path.relative_to(ROOT)} is stale: run `make crds`"
+
+
+def test_chart_holds_no_other_crd_templates() -> None:
+    assert sorted(p.name for p in CHART_CRDS.glob("*")) == sorted(crd_files())
+
+
+def test_chart_crd_template_is_the_crd_kept_by_helm() -> None:
+    """Without the template lines, each chart copy is the plain CRD plus the keep annotations."""
+    for name, text in _write_crds().chart_crd_files().items():
+        lines = text.splitlines(keepends=True)
+        assert lines[0] == "{{- if .Values.crds.install }}\n" and lines[-1] == "{{- end }}\n"
+        doc = yaml.safe_load("".join(lines[1:-1]))
+        assert doc["metadata"].pop("annotations") == {"helm.sh/resource-policy": "keep",
+                                                     "argocd.argoproj.io/sync-options": "Delete=false,Prune=false"}
+        assert doc == yaml.safe_load(crd_files()[name])
 
 
 def _walk(schema: dict[str, Any], path: str) -> list[str]:

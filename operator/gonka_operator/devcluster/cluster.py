@@ -11,6 +11,7 @@ import functools
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -20,7 +21,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .certs import SERVICE_CIDR, Pki, generate_pki, write_kubeconfig
-from .procs import ClusterError, Proc, free_ports, https_context, probe, spawn, stop_all, wait_until
+from .procs import ClusterError, Proc, _cmdline, free_ports, https_context, probe, spawn, stop_all, wait_until
 from .tools import data_file, find_bin_dir
 
 STAGE_FILES = (
@@ -210,6 +211,30 @@ class LocalCluster:
             return False
         ctx = https_context(self.pki.ca_cert, self.pki.client_cert("admin"), self.pki.client_key("admin"))
         return probe(f"{self.server}/readyz", ctx) is None
+
+    def restart_apiserver(self, down_seconds: float = 0.0) -> None:
+        """Stop the kube-apiserver, keep it down `down_seconds`, start it again with the same flags
+        (same port, certificates and etcd) and return once /readyz answers.
+
+        For fault tests: every client sees its connections and watches drop and must reconnect.
+        Needs the processes: a cluster started by this object or re-attached with from_state()
+        (attach() knows none). A restarted server of a from_state() cluster is detached, like `up`.
+        """
+        old = next((p for p in self.procs if p.name == "kube-apiserver"), None)
+        if old is None or not old.alive():
+            raise ClusterError("no running kube-apiserver known to this LocalCluster")
+        argv = _cmdline(old.pid)
+        stop_all([old])
+        if not old.group_gone():
+            raise ClusterError(f"kube-apiserver (pid {old.pid}) still running after SIGKILL")
+        time.sleep(down_seconds)  # the outage is the point
+        new = spawn("kube-apiserver", argv, self.workdir, None, self.detach or old.popen is None)
+        self.procs[self.procs.index(old)] = new
+        self.save_state()
+        ctx = https_context(self.pki.ca_cert, self.pki.client_cert("admin"), self.pki.client_key("admin"))
+        etcd = [p for p in self.procs if p.name == "etcd"]
+        wait_until(lambda: probe(f"{self.server}/readyz?verbose", ctx), self.timeout, new,
+                   "kube-apiserver /readyz after a restart", etcd)
 
     def stop(self, remove: bool | None = None) -> None:
         """Stop every component (whole process groups). `remove` defaults to: we made the dir."""
