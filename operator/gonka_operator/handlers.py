@@ -27,6 +27,17 @@ FINALIZER = "gonka.ai/registry-cleanup"
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
+class _QuietWatchHandlers(logging.Filter):
+    """Drop kopf's "Handler 'x' succeeded." for the watch-only handlers: one line per event of every
+    child would bury the messages that matter."""
+
+    NAMES = ("network_node_seen", "inference_node_seen", "child_changed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.endswith("succeeded.") and any(f"'{n}'" in message for n in self.NAMES))
+
+
 def _plain(body: kopf.Body) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
@@ -44,6 +55,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         prefix="gonka.ai", key="last-handled-configuration")
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
+    logging.getLogger("kopf.objects").addFilter(_QuietWatchHandlers())
     conf = Settings.from_env()
     memo["http"] = http = create_http_client(total_timeout=conf.admin_timeout_seconds)
     memo["ctx"] = ctx = Context(settings=conf, kube=await Kube.connect(), admin=AdminClient(

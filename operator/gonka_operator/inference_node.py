@@ -60,18 +60,18 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
         applied = await ctx.kube.apply(child)
         if child["kind"] == "Deployment" and record.deployment is None:
             record.deployment = applied
-    record.observed_generation = body["metadata"].get("generation")
     try:
         record.admin_url, record.registration = await register(ctx, key, spec, retry)
         record.registered_at = time.monotonic()
     except RegistryProblem as problem:
-        previous = record.registration
-        record.registration = problem.facts
+        previous, record.registration = record.registration, problem.facts
         if previous.reason != problem.facts.reason or previous.message != problem.facts.message:
             await ctx.kube.post_event(body, "Warning", problem.facts.reason, problem.facts.message)
-        await write_status(ctx, record)
         raise
-    await write_status(ctx, record)
+    finally:
+        # Only now: child events seen meanwhile must not write a status without the registration.
+        record.observed_generation = body["metadata"].get("generation")
+        await write_status(ctx, record)
 
 
 async def finalize(ctx: Context, body: Obj, retry: int) -> str:
