@@ -74,9 +74,9 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             if deleted:
                 record.pods.pop(obj["metadata"]["name"], None)
             else:
-                record.pods[obj["metadata"]["name"]] = obj
+                record.pods[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
         elif obj["kind"] == "Deployment":
-            record.deployment = None if deleted else obj
+            record.deployment = None if deleted else {"status": obj.get("status", {})}
         if obj["kind"] != "Pod" and _drifted(inference_node.desired_children(record.body), obj, deleted):
             if record.body["metadata"].get("deletionTimestamp"):
                 return

@@ -17,6 +17,7 @@ from gonka_operator import drift, inference_node, network_node, poller
 from gonka_operator.admin import AdminClient, create_http_client
 from gonka_operator.builders.common import LABEL_MANAGED_BY, MANAGED_BY
 from gonka_operator.context import Context
+from gonka_operator.kopf_storage import MemoryDiffBaseStorage, QuietAnnotationsProgressStorage
 from gonka_operator.kube import Kube, KubeError
 from gonka_operator.metrics import RECONCILE_SECONDS, RECONCILES
 from gonka_operator.registry import SKIP_DEREGISTRATION, RegistryProblem, backoff
@@ -38,8 +39,16 @@ class _QuietWatchHandlers(logging.Filter):
         return not (message.endswith("succeeded.") and any(f"'{n}'" in message for n in self.NAMES))
 
 
+_DROPPED_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    return copy.deepcopy(dict(body))
+    """A private copy of an event's object without managedFields and kubectl's last-applied copy:
+    they are most of an object's size and nothing here reads them (memory at 1000 objects)."""
+    meta = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    if "annotations" in meta:
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k not in _DROPPED_ANNOTATIONS}
+    return copy.deepcopy({**{k: v for k, v in body.items() if k != "metadata"}, "metadata": meta})
 
 
 def _ctx(memo: kopf.Memo) -> Context:
@@ -50,9 +59,8 @@ def _ctx(memo: kopf.Memo) -> Context:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="gonka.ai")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="gonka.ai", key="last-handled-configuration")
+    settings.persistence.progress_storage = QuietAnnotationsProgressStorage(prefix="gonka.ai")
+    settings.persistence.diffbase_storage = memo["diffbase"] = MemoryDiffBaseStorage()
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
     logging.getLogger("kopf.objects").addFilter(_QuietWatchHandlers())
@@ -83,6 +91,7 @@ async def network_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, 
     ctx = _ctx(memo)
     if type == "DELETED":
         ctx.network.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+        memo["diffbase"].forget(body["metadata"]["uid"])
     else:
         network_node.record_for(ctx, _plain(body))
 
@@ -107,6 +116,7 @@ async def inference_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo
     ctx = _ctx(memo)
     if type == "DELETED":
         ctx.inference.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+        memo["diffbase"].forget(body["metadata"]["uid"])
     else:
         inference_node.record_for(ctx, _plain(body))
 

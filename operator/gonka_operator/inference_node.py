@@ -59,7 +59,7 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
     for child in desired_children(body):
         applied = await ctx.kube.apply(child)
         if child["kind"] == "Deployment" and record.deployment is None:
-            record.deployment = applied
+            record.deployment = {"status": applied.get("status", {})}
     try:
         record.admin_url, record.registration = await register(ctx, key, spec, retry)
         record.registered_at = time.monotonic()

@@ -76,9 +76,9 @@ def remember_child(record: NetworkRecord, obj: Obj) -> None:
     if kind == "Service" and obj.get("spec", {}).get("clusterIP") not in (None, "None"):
         record.service_ips[name] = obj["spec"]["clusterIP"]
     elif kind == "StatefulSet":
-        record.statefulset = obj
+        record.statefulset = {"status": obj.get("status", {})}
     elif kind == "Deployment" and name.endswith("-proxy"):
-        record.proxy = obj
+        record.proxy = {"status": obj.get("status", {})}
 
 
 def compute_status(record: NetworkRecord) -> Obj:
