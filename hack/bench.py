@@ -27,11 +27,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # reuse the tests' process wrappers (kubectl, stand-in, operator)
 
-from helpers import wait_for  # noqa: E402
-from procs import Kubectl, Operator, StandIn  # noqa: E402
-
 from gonka_operator.cli import render_manifest  # noqa: E402
 from gonka_operator.devcluster import LocalCluster  # noqa: E402
+from helpers import wait_for  # noqa: E402
+from procs import Kubectl, Operator, StandIn  # noqa: E402
 
 WRITE_VERBS = ("POST", "PATCH", "APPLY", "PUT", "DELETE")
 OPERATOR_RESOURCES = ("inferencenodes", "deployments", "services", "networkpolicies", "persistentvolumeclaims")
@@ -190,7 +189,7 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(results, indent=2))
     rows = [
         (f"apply {args.n} InferenceNodes → all registered + Ready", f"{results['operator_seconds']:.1f} s", ""),
-        (f"raw kubectl apply --server-side of the same children → Available",
+        ("raw kubectl apply --server-side of the same children → Available",
          f"{results['raw_apply_seconds']:.1f} s", ""),
         ("ratio operator / raw apply", f"{results['ratio_operator_over_raw']:.2f}", "≤ 1.5"),
         ("K8s writes per new InferenceNode (incl. the user's create)",

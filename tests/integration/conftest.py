@@ -23,7 +23,9 @@ def kubectl(cluster: LocalCluster) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"))
+    # right after start-up the API server may still be installing its own API groups: retry
+    wait_for(lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).returncode == 0,
+             30, lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).stderr)
     for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
         kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
 

@@ -68,11 +68,14 @@ spec:
 
 
 @pytest.fixture
-def private_standin(logs: Path) -> Iterator[StandIn]:
-    """A stand-in of its own, for tests that break it."""
+def private_standin(logs: Path, kubectl: Kubectl, namespace: str) -> Iterator[StandIn]:
+    """A stand-in of its own, for tests that break it. Its InferenceNodes are deleted (and so
+    deregistered) before it stops, so no finalizer is left waiting for an API that is gone."""
     sim = StandIn("latest", logs)
     sim.start()
     yield sim
+    sim.fault("none", 0)
+    kubectl.run("delete", "inferencenodes", "--all", "-n", namespace, "--timeout=90s", check=False)
     sim.stop()
 
 
