@@ -10,26 +10,12 @@ import yaml
 
 from conftest import condition, wait_condition
 from helpers import holds_for, wait_for
+from manifests import NETWORK_NODE as NN
 from procs import Kubectl, Operator, StandIn
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 pytestmark = pytest.mark.integration
 
-NN = """
-apiVersion: v1
-kind: Secret
-metadata: {name: keyring}
-stringData: {password: pw}
----
-apiVersion: gonka.ai/v1alpha1
-kind: NetworkNode
-metadata: {name: gonka}
-spec:
-  keyName: k
-  accountPubKey: pub
-  keyringPasswordSecretRef: {name: keyring, key: password}
-  publicHost: gonka.example.com
-"""
 
 
 def ml_node(name: str, gpus: int, product: str | None = "NVIDIA-H100-80GB-HBM3", extra: str = "") -> str:

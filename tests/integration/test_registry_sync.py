@@ -11,25 +11,11 @@ import pytest
 from conftest import operator_env, wait_condition
 from gonka_operator.devcluster import LocalCluster
 from helpers import holds_for, wait_for
+from manifests import NETWORK_NODE as NN
 from procs import Kubectl, Operator, StandIn
 
 pytestmark = pytest.mark.integration
 
-NN = """
-apiVersion: v1
-kind: Secret
-metadata: {name: keyring}
-stringData: {password: pw}
----
-apiVersion: gonka.ai/v1alpha1
-kind: NetworkNode
-metadata: {name: gonka}
-spec:
-  keyName: k
-  accountPubKey: pub
-  keyringPasswordSecretRef: {name: keyring, key: password}
-  publicHost: gonka.example.com
-"""
 
 
 def unique(prefix: str) -> str:

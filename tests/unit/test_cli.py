@@ -1,0 +1,32 @@
+"""The command line: `crds` prints the committed CRDs, `render` the objects of a manifest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gonka_operator.cli import main
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_crds_prints_both_crds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["crds"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert [d["metadata"]["name"] for d in docs] == ["networknodes.gonka.ai", "inferencenodes.gonka.ai"]
+
+
+def test_render_a_whole_host(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(EXAMPLES / "02-network-node-and-ml-node.yaml")]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    kinds = sorted({d["kind"] for d in docs})
+    assert kinds == ["Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "StatefulSet"]
+    assert all(d["metadata"]["namespace"] == "default" for d in docs)
+    assert not any(d["kind"] == "Secret" for d in docs), "the user's own Secret is not the operator's to render"
+
+
+def test_render_external_node_has_no_objects(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(EXAMPLES / "06-external-ml-node.yaml")]) == 0
+    assert capsys.readouterr().out.strip() == ""
