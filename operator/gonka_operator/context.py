@@ -45,6 +45,8 @@ class InferenceRecord(Record):
     pods: dict[str, Obj] = field(default_factory=dict)
     registry: Obj | None = None  # status.registry block from the last poll
     registered_at: float = 0.0  # monotonic time of our last successful registration
+    seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)
+    handled: bool = False  # reconcile() has started for it in this process
 
 
 @dataclass

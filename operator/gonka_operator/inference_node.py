@@ -11,12 +11,17 @@ from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import inference_node_policy
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
+from gonka_operator.kube import KubeError
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import RegistryProblem, deregister, register
 from gonka_operator.status import Facts, inference_node_conditions, workload_facts
 
 logger = logging.getLogger(__name__)
 KIND = "InferenceNode"
+# kopf's own wake-up annotation (its progress storage's `touch-dummy` under our prefix): kopf
+# removes it again with its next patch of the object, and it is not part of the diffed essence.
+TOUCH_ANNOTATION = "gonka.ai/touch-dummy"
+UNHANDLED_SECONDS = 30.0
 
 
 def owner_of(body: Obj) -> Owner:
@@ -47,6 +52,7 @@ def record_for(ctx: Context, body: Obj) -> InferenceRecord:
         record = ctx.inference[key] = InferenceRecord(body=body, status_written=body.get("status"))
     else:
         record.body = body
+    record.seen_at = time.monotonic()
     return record
 
 
@@ -54,6 +60,7 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
     """Apply the workload, then register. RegistryProblem propagates (with status already written)
     so the handler can ask kopf for a retry with the right delay."""
     record = record_for(ctx, body)
+    record.handled = True
     key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
     spec = InferenceNodeSpec.model_validate(body["spec"])
     for child in desired_children(body):
@@ -72,6 +79,32 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
         # Only now: child events seen meanwhile must not write a status without the registration.
         record.observed_generation = body["metadata"].get("generation")
         await write_status(ctx, record)
+
+
+async def wake_unhandled(ctx: Context, now: float | None = None) -> list[Key]:
+    """Touch every InferenceNode kopf has left alone: not being deleted, never reconciled by this
+    process, and its latest watch event UNHANDLED_SECONDS old. The touch is a new event, and kopf
+    handles the object on it.
+
+    Why (found by the fault suite, kopf 1.45): when the API server goes away while kopf adds its
+    finalizer, kopf's retried PATCH succeeds, but a relisted (older) copy of the object queued
+    meanwhile makes it try again; that attempt conflicts and is kept as a "remaining patch", and
+    on the next event (the one with the finalizer) kopf skips the handlers because of it, then
+    finds nothing left to patch, and waits for an event that never comes: the node was never
+    registered."""
+    now = time.monotonic() if now is None else now
+    stalled = [key for key, record in list(ctx.inference.items())
+               if not record.handled and now - record.seen_at > UNHANDLED_SECONDS
+               and not record.body["metadata"].get("deletionTimestamp")]
+    for key in stalled:
+        ctx.inference[key].seen_at = now  # at most one touch per UNHANDLED_SECONDS
+        logger.warning("InferenceNode %s/%s was not handled %.0f s after its last event; touching it so "
+                       "that kopf handles it", *key, UNHANDLED_SECONDS)
+        try:
+            await ctx.kube.annotate(context.API_VERSION, KIND, *key, {TOUCH_ANNOTATION: now_rfc3339()})
+        except KubeError as exc:
+            logger.warning("Could not touch InferenceNode %s/%s: %s", *key, exc)
+    return stalled
 
 
 async def finalize(ctx: Context, body: Obj, retry: int) -> str:

@@ -111,6 +111,16 @@ class Kube:
             if exc.status != 404:  # the object is gone: nothing to report on
                 raise
 
+    async def annotate(self, api_version: str, kind: str, namespace: str, name: str,
+                       annotations: dict[str, str]) -> None:
+        """Merge-patch `metadata.annotations` (only the given keys change); absent object is fine."""
+        try:
+            await self._call("PATCH", object_path(api_version, kind, namespace, name),
+                             {"metadata": {"annotations": annotations}}, None, "application/merge-patch+json")
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
     async def post_event(self, involved: Obj, event_type: str, reason: str, message: str) -> None:
         """Record a core/v1 Event on `involved` (a CR body). Never raises: an Event is best effort."""
         meta = involved["metadata"]

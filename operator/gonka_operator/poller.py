@@ -127,6 +127,7 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
 
 async def poll_once(ctx: Context) -> None:
     started = time.monotonic()
+    await inference_node.wake_unhandled(ctx, started)
     nodes, networks = _groups(ctx)
     urls = sorted(set(nodes) | set(networks))
     results = await asyncio.gather(*(_poll_admin(ctx, url, nodes.get(url, []), networks.get(url, []), started)

@@ -10,7 +10,7 @@ finalizer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,19 +52,25 @@ def standin(logs: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]:
     sim.stop()
 
 
+def start_operator(kubeconfig: str, logs: Path, namespace: str, standin: StandIn, name: str) -> Operator:
+    """The real operator, watching only `namespace`, with every admin API mapped to `standin` and
+    the registry polled every POLL_SECONDS."""
+    env = {"GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": str(POLL_SECONDS),
+           "GONKA_ADMIN_TIMEOUT_SECONDS": "5"}
+    op = Operator(kubeconfig, logs, env, name=name)
+    op.args = [*op.args, "--namespace", namespace]
+    op.start()
+    return op
+
+
 @pytest.fixture
 def operator(cluster: LocalCluster, crds: None, logs: Path, namespace: str, standin: StandIn, kubectl: Kubectl,
              request: pytest.FixtureRequest) -> Iterator[Operator]:
-    """The real operator, watching only `namespace`, with every admin API mapped to `standin` and
-    the registry polled every POLL_SECONDS. Tests may kill() and start() it again.
+    """The test's operator (start_operator) on the session's cluster. Tests may kill() and start() it.
 
     Teardown deletes the test's InferenceNodes through it while the stand-in still answers (the
     stand-in is set up first, so it is torn down last)."""
-    env = {"GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": str(POLL_SECONDS),
-           "GONKA_ADMIN_TIMEOUT_SECONDS": "5"}
-    op = Operator(str(cluster.kubeconfig), logs, env, name=f"operator-{request.node.name}")
-    op.args = [*op.args, "--namespace", namespace]
-    op.start()
+    op = start_operator(str(cluster.kubeconfig), logs, namespace, standin, f"operator-{request.node.name}")
     yield op
     try:
         if op.proc is None or op.proc.poll() is not None:
@@ -75,3 +81,37 @@ def operator(cluster: LocalCluster, crds: None, logs: Path, namespace: str, stan
     finally:
         op.stop()
 
+
+@pytest.fixture
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A control plane of the test's own (started in ~5 s), with the CRDs, for a test that restarts
+    its kube-apiserver: the controller-manager and kwok take up to a minute to act again after such
+    a restart, which must not slow down the tests that share the session's cluster. It also works
+    when the session reuses a cluster (GONKA_TEST_KUBECONFIG), whose processes are not ours."""
+    c = LocalCluster(workdir=tmp_path_factory.mktemp("own-cluster"), timeout=180)
+    c.start()
+    try:
+        kubectl = Kubectl(c.bin_dir / "kubectl", str(c.kubeconfig))
+        kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"))
+        for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
+            kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        yield c
+    finally:
+        c.stop(remove=False)  # logs stay in pytest's temp dir
+
+
+@pytest.fixture
+def operator_on(logs: Path, standin: StandIn, request: pytest.FixtureRequest) -> Iterator[
+        Callable[[LocalCluster, str], Operator]]:
+    """`operator_on(cluster, namespace)` starts the test's operator on another cluster (own_cluster);
+    it is stopped at teardown (the cluster goes too, so its objects need no cleanup)."""
+    started: list[Operator] = []
+
+    def start(cluster: LocalCluster, namespace: str) -> Operator:
+        started.append(start_operator(str(cluster.kubeconfig), logs, namespace, standin,
+                                      f"operator-{request.node.name}"))
+        return started[-1]
+
+    yield start
+    for op in started:
+        op.stop()

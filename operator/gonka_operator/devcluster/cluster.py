@@ -218,7 +218,7 @@ class LocalCluster:
 
         For fault tests: every client sees its connections and watches drop and must reconnect.
         Needs the processes: a cluster started by this object or re-attached with from_state()
-        (attach() knows none). A restarted server of a from_state() cluster is detached, like `up`.
+        (attach() knows none).
         """
         old = next((p for p in self.procs if p.name == "kube-apiserver"), None)
         if old is None or not old.alive():
@@ -228,7 +228,9 @@ class LocalCluster:
         if not old.group_gone():
             raise ClusterError(f"kube-apiserver (pid {old.pid}) still running after SIGKILL")
         time.sleep(down_seconds)  # the outage is the point
-        new = spawn("kube-apiserver", argv, self.workdir, None, self.detach or old.popen is None)
+        # A cluster this process did not start (from_state) must outlive it, like `up` made it.
+        detach = self.detach or any(p.popen is None for p in self.procs)
+        new = spawn("kube-apiserver", argv, self.workdir, None, detach)
         self.procs[self.procs.index(old)] = new
         self.save_state()
         ctx = https_context(self.pki.ca_cert, self.pki.client_cert("admin"), self.pki.client_key("admin"))

@@ -109,17 +109,24 @@ class Proc:
         argv = _cmdline(self.pid)
         return bool(argv) and argv[0] == self.exe and _running(self.pid)
 
+    def _group(self) -> list[int]:
+        """Live members of our process group. A group id is the pid of its leader; leftover members
+        (the binaries do not fork, but be thorough) are ours even after the leader exited. But once
+        the leader is gone and reaped, its pid can be given to a new process that leads a group of
+        its own (an operator or stand-in a test started, say): that process is not ours. Linux never
+        reuses a pid that is still a live group's id, so only the leader's pid itself is suspect."""
+        if self.popen is not None:
+            self.popen.poll()  # reap our child so it stops counting
+        members = group_members(self.pid)
+        return members if self.alive() else [m for m in members if m != self.pid]
+
     def signal_group(self, sig: signal.Signals) -> None:
-        # A group id is the pid of its leader; leftover members of our group (the binaries do not
-        # fork, but be thorough) are ours even after the leader exited.
-        if self.alive() or group_members(self.pid):
+        if self.alive() or self._group():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, sig)
 
     def group_gone(self) -> bool:
-        if self.popen is not None:
-            self.popen.poll()  # reap our child so it stops counting
-        return not group_members(self.pid)
+        return not self._group()
 
     def failure(self, what: str) -> ClusterError:
         rc = self.popen.poll() if self.popen is not None else None
