@@ -86,8 +86,8 @@ def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]
 
 def ready_count(kubectl: Kubectl, ns: str) -> int:
     items = kubectl.json("get", "inferencenodes", "-n", ns)["items"]
-    return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in (i.get("status") or {}).get("conditions", []))
-               for i in items)
+    conditions = [(i.get("status") or {}).get("conditions", []) for i in items]
+    return sum(any(c["type"] == "Ready" and c["status"] == "True" for c in conds) for conds in conditions)
 
 
 def available_count(kubectl: Kubectl, ns: str) -> int:
