@@ -21,6 +21,7 @@ import pytest
 
 from gonka_operator.devcluster import LocalCluster
 from helpers import wait_for
+from manifests import NETWORK_NODE
 from procs import Kubectl, Operator, StandIn
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
@@ -28,21 +29,6 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 OUTAGE_SECONDS = 60.0
 BACKOFF_CAP = 60.0  # registry.backoff(): retries of an unreachable admin API are at most 60 s apart
 
-NETWORK_NODE = """
-apiVersion: v1
-kind: Secret
-metadata: {name: keyring}
-stringData: {password: pw}
----
-apiVersion: gonka.ai/v1alpha1
-kind: NetworkNode
-metadata: {name: gonka}
-spec:
-  keyName: k
-  accountPubKey: pub
-  keyringPasswordSecretRef: {name: keyring, key: password}
-  publicHost: gonka.example.com
-"""
 
 
 def external_node(name: str, index: int, admin: str) -> str:
