@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -63,8 +64,10 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
     record.handled = True
     key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
     spec = InferenceNodeSpec.model_validate(body["spec"])
-    for child in desired_children(body):
-        applied = await ctx.kube.apply(child)
+    children = desired_children(body)
+    # independent objects: one round trip instead of three (the Service, which registration
+    # names as the host, exists once this returns)
+    for child, applied in zip(children, await asyncio.gather(*map(ctx.kube.apply, children)), strict=True):
         if child["kind"] == "Deployment" and record.deployment is None:
             record.deployment = {"status": applied.get("status", {})}
     try:
