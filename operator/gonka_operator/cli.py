@@ -19,7 +19,9 @@ def _run(args: list[str]) -> int:
     argv = ["run", "--module", "gonka_operator.handlers"]
     if "--peering" not in " ".join(args):
         argv.append("--standalone")
-    if not any(a in args for a in ("-n", "--namespace", "-A", "--all-namespaces")):
+    namespaced = any(a in ("-n", "--namespace", "-A", "--all-namespaces") or a.startswith(("--namespace=", "-n="))
+                     for a in args)
+    if not namespaced:
         argv.append("--all-namespaces")
     sys.argv = ["kopf", *argv, *args]
     try:

@@ -50,7 +50,10 @@ def record_for(ctx: Context, body: Obj) -> InferenceRecord:
     key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
     record = ctx.inference.get(key)
     if record is None:
-        record = ctx.inference[key] = InferenceRecord(body=body, status_written=body.get("status"))
+        status = body.get("status") or {}
+        # start from what the object shows, so a restarted operator rewrites nothing it already said
+        record = ctx.inference[key] = InferenceRecord(body=body, status_written=status or None,
+                                                      registry=status.get("registry"))
     else:
         record.body = body
     record.seen_at = time.monotonic()

@@ -2,9 +2,10 @@
 
 The operator under test talks to http://127.0.0.1:<port> with its ServiceAccount token; every
 request is forwarded unchanged (same Authorization header, so the API server authorizes the
-ServiceAccount, not us) and one JSON line {method, path, query, status} is appended to the log.
-Watch responses are streamed chunk by chunk. From the log a test derives the exact (group,
-resource, verb) triples the operator used, and compares them with the chart's RBAC rules.
+ServiceAccount, not us) and one JSON line {method, path, query, status[, message]} is appended to
+the log (message: the API server's, for errors). Watch responses are streamed chunk by chunk.
+From the log a test derives the exact (group, resource, verb) triples the operator used, and
+compares them with the chart's RBAC rules.
 
     python apirecorder.py --port P --upstream https://127.0.0.1:6443 --ca ca.crt --log requests.jsonl
 """
@@ -41,14 +42,26 @@ def make_app(upstream: str, ca: str, log_path: Path) -> web.Application:
         session: aiohttp.ClientSession = request.app["session"]
         async with session.request(request.method, upstream + request.rel_url.path_qs, headers=headers,
                                    data=body or None, allow_redirects=False) as upstream_resp:
-            log.write(json.dumps({"method": request.method, "path": request.rel_url.path,
-                                  "query": dict(request.rel_url.query), "status": upstream_resp.status}) + "\n")
+            entry = {"method": request.method, "path": request.rel_url.path, "query": dict(request.rel_url.query),
+                     "status": upstream_resp.status}
             response = web.StreamResponse(status=upstream_resp.status, reason=upstream_resp.reason)
             for key, value in upstream_resp.headers.items():
                 if key.lower() not in HOP_BY_HOP:
                     response.headers[key] = value
+            if upstream_resp.status >= 400:  # small Status objects: keep the API server's message
+                payload = await upstream_resp.read()
+                try:
+                    entry["message"] = json.loads(payload).get("message", "")
+                except ValueError:
+                    entry["message"] = payload[:500].decode(errors="replace")
+                log.write(json.dumps(entry) + "\n")
+                await response.prepare(request)
+                await response.write(payload)
+                await response.write_eof()
+                return response
+            log.write(json.dumps(entry) + "\n")
             await response.prepare(request)
-            async for chunk in upstream_resp.content.iter_any():
+            async for chunk in upstream_resp.content.iter_any():  # watch streams: chunk by chunk
                 await response.write(chunk)
             await response.write_eof()
             return response
@@ -66,8 +79,9 @@ def main() -> None:
     parser.add_argument("--ca", required=True)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
+    # handler_cancellation: a watch the client dropped ends here too; short shutdown on SIGTERM.
     web.run_app(make_app(args.upstream.rstrip("/"), args.ca, Path(args.log)), host="127.0.0.1", port=args.port,
-                print=None)
+                print=None, handler_cancellation=True, shutdown_timeout=2)
 
 
 if __name__ == "__main__":

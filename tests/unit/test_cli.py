@@ -30,3 +30,17 @@ def test_render_a_whole_host(capsys: pytest.CaptureFixture[str]) -> None:
 def test_render_external_node_has_no_objects(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(EXAMPLES / "06-external-ml-node.yaml")]) == 0
     assert capsys.readouterr().out.strip() == ""
+
+
+@pytest.mark.parametrize("args", [["-n", "a"], ["--namespace", "a"], ["--namespace=a"], ["-A"]])
+def test_run_keeps_a_given_namespace_scope(args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import kopf.cli
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # _run() rewrites sys.argv for kopf
+    seen: list[str] = []
+    monkeypatch.setattr(kopf.cli, "main", lambda: seen.extend(sys.argv))
+    assert main(["run", *args]) == 0
+    assert "--all-namespaces" not in seen
+    assert seen[1:4] == ["run", "--module", "gonka_operator.handlers"]

@@ -119,13 +119,17 @@ records every request it makes.
   verbs: [list, watch]
 {{- end }}
 
-{{/* Extra metadata of the custom resources rendered from values. */}}
+{{/* Metadata of the custom resources rendered from values (list root item). */}}
 {{- define "gonka-operator.crMetadata" -}}
-{{- $root := index . 0 }}{{ $item := index . 1 }}
+{{- $root := index . 0 -}}
+{{- $item := index . 1 -}}
 name: {{ required "every networkNodes/inferenceNodes item needs a name" $item.name }}
 namespace: {{ default $root.Release.Namespace $item.namespace }}
 labels:
-  {{- include "gonka-operator.labels" $root | nindent 2 }}
+  helm.sh/chart: {{ include "gonka-operator.chart" $root }}
+  app.kubernetes.io/instance: {{ $root.Release.Name }}
+  app.kubernetes.io/managed-by: {{ $root.Release.Service }}
+  app.kubernetes.io/part-of: gonka-operator
   {{- with $item.labels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
