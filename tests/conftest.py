@@ -17,7 +17,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from conditions import operator_env
 from gonka_operator.devcluster import LocalCluster
+from helpers import wait_for
+from procs import Kubectl, Operator, StandIn
 
 CLUSTER_FIXTURES = {"cluster", "kubeconfig", "api_client", "namespace"}
 
@@ -68,3 +71,53 @@ def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
     finally:
         core.delete_namespace(name)
+
+
+# --- the real processes the operator tests need: kubectl, CRDs, the admin-API stand-in, the operator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: LocalCluster) -> Kubectl:
+    return Kubectl(cluster.bin_dir / "kubectl", str(cluster.kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    # right after start-up the API server may still be installing its own API groups: retry
+    wait_for(lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).returncode == 0,
+             30, lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).stderr)
+    for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
+        kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def standin(logs: Path) -> Iterator[StandIn]:
+    """The latest-generation stand-in; every NetworkNode's admin API maps to it (`*` override)."""
+    sim = StandIn("latest", logs)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def standin_legacy(logs: Path) -> Iterator[StandIn]:
+    """A 2025-08-generation stand-in, reached through spec.adminURL."""
+    sim = StandIn("2025-08", logs)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LocalCluster, crds: None, standin: StandIn, logs: Path) -> Iterator[Operator]:
+    op = Operator(str(cluster.kubeconfig), logs, operator_env(standin))
+    op.start()
+    yield op
+    op.stop()

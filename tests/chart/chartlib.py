@@ -2,14 +2,12 @@
 chart, ServiceAccount kubeconfigs minted with the TokenRequest API, and the recording API proxy.
 
 Test modules import from here, never `from conftest import`: several directories have a
-conftest.py, and which one that name means depends on the order pytest collects them. The
-integration suite's `operator_env()`, `wait_condition()` and fixtures are loaded from
-tests/integration/conftest.py under another module name.
+conftest.py, and which one that name means depends on the order pytest collects them. The shared
+fixtures (kubectl, logs, standin, …) live in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 import yaml
 
+from conditions import operator_env, wait_condition  # noqa: F401  (re-exported for the chart tests)
 from helpers import wait_for
 from procs import Kubectl, ManagedProcess, free_port
 
@@ -28,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "gonka-operator"
 CRD_NAMES = ("networknodes.gonka.ai", "inferencenodes.gonka.ai")
 
-_spec = importlib.util.spec_from_file_location("gonka_integration_conftest",
-                                               ROOT / "tests" / "integration" / "conftest.py")
-assert _spec and _spec.loader
-integration = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(integration)
-
-operator_env = integration.operator_env
-wait_condition = integration.wait_condition
 
 
 class Helm:

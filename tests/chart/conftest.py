@@ -1,5 +1,5 @@
-"""Fixtures of the chart tests (helpers: chartlib.py). kubectl, logs and the admin-API stand-in are
-the integration suite's fixtures, registered for tests/chart too."""
+"""Fixtures of the chart tests (helpers: chartlib.py). kubectl, logs and the admin-API stand-in come
+from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from chartlib import (
     admin_cluster,
     adopt_crds,
     create_namespace,
-    integration,
     sa_token,
     unique,
     wait_crds_established,
@@ -24,10 +23,6 @@ from chartlib import (
 
 from gonka_operator.devcluster import LocalCluster
 from procs import Kubectl
-
-kubectl = integration.kubectl
-logs = integration.logs
-standin = integration.standin
 
 
 @pytest.fixture(scope="session")

@@ -23,23 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 POLL_SECONDS = 5.0
 
 
-@pytest.fixture(scope="session")
-def kubectl(cluster: LocalCluster) -> Kubectl:
-    return Kubectl(cluster.bin_dir / "kubectl", str(cluster.kubeconfig))
-
-
-@pytest.fixture(scope="session")
-def crds(kubectl: Kubectl) -> None:
-    kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-    for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
-        kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-
-
-@pytest.fixture(scope="session")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fault-logs")
-
-
 @pytest.fixture
 def standin(logs: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]:
     """A 2025-08-generation stand-in of the test's own. That generation appends a duplicate to its

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import condition, wait_condition
+from conditions import condition, wait_condition
 from helpers import holds_for, wait_for
 from manifests import NETWORK_NODE as NN
 from procs import Kubectl, Operator, StandIn

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import operator_env, wait_condition
+from conditions import operator_env, wait_condition
 from gonka_operator.devcluster import LocalCluster
 from helpers import holds_for, wait_for
 from manifests import NETWORK_NODE as NN
