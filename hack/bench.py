@@ -154,8 +154,7 @@ def main() -> int:
                                                                                  timeout=180) as cluster:
         logs = Path(tmp)
         kubectl = Kubectl(cluster.bin_dir / "kubectl", str(cluster.kubeconfig))
-        kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-        kubectl.run("wait", "--for=condition=Established", "crd/inferencenodes.gonka.ai", "--timeout=60s")
+        kubectl.install_crds(ROOT / "crds")
         add_gpu_nodes(kubectl, count=(2 * args.n + args.samples) // 100 + 2)
         standin = StandIn("latest", logs)
         standin.start()

@@ -15,7 +15,12 @@ export GONKA_TOOLS_BIN=$(bash hack/build-tools.sh | tail -n1)
 KUBECTL="$GONKA_TOOLS_BIN/kubectl"
 export KUBECONFIG=$($BIN/python -m gonka_operator.devcluster up --dir "$CLUSTER_DIR" | sed -n 's/^KUBECONFIG=//p')
 "$KUBECTL" apply --server-side -f crds/ >/dev/null
-"$KUBECTL" wait --for=condition=Established crd/networknodes.gonka.ai crd/inferencenodes.gonka.ai >/dev/null
+# (kubectl wait fails instead of waiting while a fresh CRD has no conditions yet: poll)
+for _ in $(seq 100); do
+  [ "$("$KUBECTL" get crd networknodes.gonka.ai inferencenodes.gonka.ai \
+       -o jsonpath='{.items[*].status.conditions[?(@.type=="Established")].status}')" = "True True" ] && break
+  sleep 0.2
+done
 
 $BIN/gonka-operator simulate-network-node --host 127.0.0.1 --port "$SIM_PORT" --generation latest \
   > .local/standin.log 2>&1 &

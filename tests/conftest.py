@@ -19,7 +19,6 @@ from kubernetes import client
 
 from conditions import operator_env
 from gonka_operator.devcluster import LocalCluster
-from helpers import wait_for
 from procs import Kubectl, Operator, StandIn
 
 CLUSTER_FIXTURES = {"cluster", "kubeconfig", "api_client", "namespace"}
@@ -85,11 +84,7 @@ def kubectl(cluster: LocalCluster) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> None:
-    # right after start-up the API server may still be installing its own API groups: retry
-    wait_for(lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).returncode == 0,
-             30, lambda: kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"), check=False).stderr)
-    for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
-        kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    kubectl.install_crds(ROOT / "crds")
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,21 @@ class Kubectl:
     def json(self, *args: str) -> Any:
         return json.loads(self.run(*args, "-o", "json").stdout)
 
+    def wait_established(self, *crds: str, timeout: float = 60) -> None:
+        """Poll, because `kubectl wait --for=condition=Established` fails instead of waiting while a
+        fresh CRD has no conditions yet."""
+        query = 'jsonpath={.status.conditions[?(@.type=="Established")].status}'
+        for name in crds:
+            wait_for(lambda name=name: self.run("get", "crd", name, "-o", query, check=False).stdout == "True",
+                     timeout, f"CRD {name} Established")
+
+    def install_crds(self, path: Path) -> None:
+        """Server-side apply the CRDs in `path` and wait until they are served. Right after start-up
+        the API server may still be installing its own API groups, so the apply is retried."""
+        wait_for(lambda: self.run("apply", "--server-side", "-f", str(path), check=False).returncode == 0, 30,
+                 lambda: self.run("apply", "--server-side", "-f", str(path), check=False).stderr)
+        self.wait_established("networknodes.gonka.ai", "inferencenodes.gonka.ai")
+
     def get(self, kind: str, name: str, namespace: str) -> Any:
         proc = self.run("get", kind, name, "-n", namespace, "-o", "json", check=False)
         return json.loads(proc.stdout) if proc.returncode == 0 else None

@@ -112,8 +112,7 @@ def ensure_crds(kubectl: Kubectl) -> None:
 
 
 def wait_crds_established(kubectl: Kubectl) -> None:
-    for name in CRD_NAMES:
-        kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    kubectl.wait_established(*CRD_NAMES)
 
 
 def wait_deployment_available(kubectl: Kubectl, name: str, namespace: str) -> None:

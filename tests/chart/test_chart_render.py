@@ -183,8 +183,7 @@ def test_rendering_is_accepted_by_the_api_server(values_set: str, helm: Helm, ku
         args = _namespaced_values(kubectl, tmp_path)
     elif values_set == "monitoring":
         kubectl.run("apply", "-f", "-", input=SERVICE_MONITOR_CRD)
-        kubectl.run("wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com",
-                    "--timeout=60s")
+        kubectl.wait_established("servicemonitors.monitoring.coreos.com")
         args = ["-f", str(EXAMPLES / "monitoring.yaml"), "--api-versions", "monitoring.coreos.com/v1/ServiceMonitor"]
     elif values_set == "whole-host":
         args = ["-f", str(EXAMPLES / "whole-host.yaml")]

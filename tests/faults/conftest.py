@@ -75,9 +75,7 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
     c.start()
     try:
         kubectl = Kubectl(c.bin_dir / "kubectl", str(c.kubeconfig))
-        kubectl.run("apply", "--server-side", "-f", str(ROOT / "crds"))
-        for name in ("networknodes.gonka.ai", "inferencenodes.gonka.ai"):
-            kubectl.run("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        kubectl.install_crds(ROOT / "crds")
         yield c
     finally:
         c.stop(remove=False)  # logs stay in pytest's temp dir
