@@ -64,6 +64,11 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = QuietAnnotationsProgressStorage(prefix="gonka.ai")
     settings.persistence.diffbase_storage = memo["diffbase"] = MemoryDiffBaseStorage()
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
+    # kopf runs one worker task per object with pending events; a burst of 1000 InferenceNodes
+    # means ~5000 objects (CRs, Deployments, Pods, Services, NetworkPolicies). Bounding the workers
+    # per resource kind and letting idle ones exit sooner caps the operator's peak memory.
+    settings.queueing.worker_limit = 100
+    settings.queueing.idle_timeout = 1.0
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
     logging.getLogger("kopf.objects").addFilter(_QuietWatchHandlers())
     conf = Settings.from_env()
