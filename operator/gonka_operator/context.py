@@ -77,6 +77,9 @@ class Context:
     registry: dict[str, RegistrySnapshot] = field(default_factory=dict)
     # Admin APIs that accepted a PUT: the latest generation, where an upsert is safe without a GET.
     upsert_confirmed: set[str] = field(default_factory=set)
+    # (admin URL, node id) → monotonic time we deleted it: a poll whose GET was already under way
+    # must not show that entry (as "unmanaged": its InferenceNode is gone by then).
+    deregistered: dict[tuple[str, str], float] = field(default_factory=dict)
     _locks: defaultdict[tuple[str, str], asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
 
     def registry_lock(self, admin_url: str, node_id: str) -> asyncio.Lock:

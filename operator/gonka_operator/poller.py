@@ -92,7 +92,8 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
             nn.poll["adminReachable"] = False
             await network_node.write_status(ctx, nn)
         return 0, 0
-    snapshot = ctx.registry[url] = RegistrySnapshot({e.node.id: e for e in entries}, now)
+    gone = {node_id for (u, node_id), at in ctx.deregistered.items() if u == url and at >= started}
+    snapshot = ctx.registry[url] = RegistrySnapshot({e.node.id: e for e in entries if e.node.id not in gone}, now)
     managed_ids: set[str] = set()
     registered, failed = 0, 0
     per_network: dict[Key, list[int]] = defaultdict(lambda: [0, 0])  # registered, failed
@@ -127,6 +128,9 @@ async def _poll_admin(ctx: Context, url: str, keys: list[Key], networks: list[Ne
 
 async def poll_once(ctx: Context) -> None:
     started = time.monotonic()
+    for key, at in list(ctx.deregistered.items()):  # only deletions during a poll matter
+        if at < started:
+            del ctx.deregistered[key]
     await inference_node.wake_unhandled(ctx, started)
     nodes, networks = _groups(ctx)
     urls = sorted(set(nodes) | set(networks))

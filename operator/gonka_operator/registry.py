@@ -9,6 +9,7 @@ a duplicate to its saved config).
 from __future__ import annotations
 
 import logging
+import time
 
 from gonka_operator.admin import (
     AdminNotFound,
@@ -129,5 +130,6 @@ async def deregister(ctx: Context, key: Key, spec: InferenceNodeSpec, last_admin
             raise RegistryProblem(Facts(False, "DeregistrationPending",
                                         f"could not remove {node_id} from {url} yet: {exc}"), backoff(retry)) from exc
         _remember(ctx, url, node_id, None)
+        ctx.deregistered[(url, node_id)] = time.monotonic()
     return f"removed {node_id} from {url}" if removed else f"{node_id} was not in the registry at {url}"
 
