@@ -95,24 +95,18 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def standin(logs: Path) -> Iterator[StandIn]:
     """The latest-generation stand-in; every NetworkNode's admin API maps to it (`*` override)."""
-    sim = StandIn("latest", logs)
-    sim.start()
-    yield sim
-    sim.stop()
+    with StandIn("latest", logs) as sim:
+        yield sim
 
 
 @pytest.fixture(scope="session")
 def standin_legacy(logs: Path) -> Iterator[StandIn]:
     """A 2025-08-generation stand-in, reached through spec.adminURL."""
-    sim = StandIn("2025-08", logs)
-    sim.start()
-    yield sim
-    sim.stop()
+    with StandIn("2025-08", logs) as sim:
+        yield sim
 
 
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, crds: None, standin: StandIn, logs: Path) -> Iterator[Operator]:
-    op = Operator(str(cluster.kubeconfig), logs, operator_env(standin))
-    op.start()
-    yield op
-    op.stop()
+    with Operator(str(cluster.kubeconfig), logs, operator_env(standin)) as op:
+        yield op
