@@ -61,7 +61,10 @@ def _groups(ctx: Context) -> tuple[dict[str, list[Key]], dict[str, list[NetworkR
         try:
             nodes[resolve_admin_url(ctx, key[0], InferenceNodeSpec.model_validate(record.body["spec"]))].append(key)
         except RegistryProblem:
-            continue
+            # Its NetworkNode is gone (e.g. deleted first, with the namespace): the entry at the URL
+            # it was registered with is still its own until the finalizer removed it.
+            if record.admin_url:
+                nodes[record.admin_url].append(key)
     for (namespace, name), nn in ctx.network.items():
         url = ctx.settings.admin_url_for(namespace, name, (nn.endpoints or {}).get("adminURL"))
         if url:
