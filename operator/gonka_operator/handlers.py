@@ -15,7 +15,7 @@ from prometheus_client import start_http_server
 from gonka_operator import drift, inference_node, network_node, poller
 from gonka_operator.admin import AdminClient, create_http_client
 from gonka_operator.builders.common import LABEL_MANAGED_BY, MANAGED_BY
-from gonka_operator.context import Context
+from gonka_operator.context import Context, key_of
 from gonka_operator.kopf_storage import MemoryDiffBaseStorage, QuietAnnotationsProgressStorage
 from gonka_operator.kube import Kube, KubeError
 from gonka_operator.metrics import RECONCILE_SECONDS, RECONCILES
@@ -97,7 +97,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def network_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.network.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+        ctx.network.pop(key_of(body), None)
         memo["diffbase"].forget(body["metadata"]["uid"])
     else:
         network_node.record_for(ctx, _plain(body))
@@ -124,7 +124,7 @@ async def reconcile_network_node(body: kopf.Body, memo: kopf.Memo, retry: int, *
 async def inference_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
     if type == "DELETED":
-        ctx.inference.pop((body["metadata"]["namespace"], body["metadata"]["name"]), None)
+        ctx.inference.pop(key_of(body), None)
         memo["diffbase"].forget(body["metadata"]["uid"])
     else:
         inference_node.record_for(ctx, _plain(body))

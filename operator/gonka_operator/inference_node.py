@@ -11,7 +11,7 @@ from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import inference_node_policy
 from gonka_operator.conditions import now_rfc3339
-from gonka_operator.context import Context, InferenceRecord, Key
+from gonka_operator.context import Context, InferenceRecord, Key, key_of
 from gonka_operator.kube import KubeError
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import RegistryProblem, deregister, register
@@ -47,7 +47,7 @@ def desired_children(body: Obj) -> list[Obj]:
 
 
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:
-    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    key = key_of(body)
     record = ctx.inference.get(key)
     if record is None:
         status = body.get("status") or {}
@@ -65,7 +65,7 @@ async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
     so the handler can ask kopf for a retry with the right delay."""
     record = record_for(ctx, body)
     record.handled = True
-    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    key = key_of(body)
     spec = InferenceNodeSpec.model_validate(body["spec"])
     children = desired_children(body)
     # independent objects: one round trip instead of three (the Service, which registration
@@ -116,7 +116,7 @@ async def wake_unhandled(ctx: Context, now: float | None = None) -> list[Key]:
 async def finalize(ctx: Context, body: Obj, retry: int) -> str:
     """Deregister before the finalizer goes; children are garbage-collected afterwards."""
     record = record_for(ctx, body)
-    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    key = key_of(body)
     spec = InferenceNodeSpec.model_validate(body["spec"])
     last_url = (body.get("status") or {}).get("adminURL") or record.admin_url
     try:

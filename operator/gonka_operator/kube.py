@@ -94,14 +94,6 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
-        try:
-            return await self._call("GET", object_path(api_version, kind, namespace, name))
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
-
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
         """Merge-patch the status subresource (only the given keys change)."""
         path = object_path(api_version, kind, namespace, name) + "/status"

@@ -9,7 +9,7 @@ from gonka_operator.builders import network_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import network_node_policies
 from gonka_operator.conditions import now_rfc3339
-from gonka_operator.context import Context, Key, NetworkRecord
+from gonka_operator.context import Context, NetworkRecord, key_of
 from gonka_operator.kube import KubeError
 from gonka_operator.models.network_node import NetworkNodeSpec
 from gonka_operator.status import network_node_conditions
@@ -37,7 +37,7 @@ def desired_children(body: Obj, service_ips: dict[str, str], operator_pod_labels
 
 
 def record_for(ctx: Context, body: Obj) -> NetworkRecord:
-    key: Key = (body["metadata"]["namespace"], body["metadata"]["name"])
+    key = key_of(body)
     record = ctx.network.get(key)
     if record is None:
         record = ctx.network[key] = NetworkRecord(body=body, status_written=body.get("status"))
