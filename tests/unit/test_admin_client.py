@@ -19,6 +19,7 @@ from gonka_operator.admin import (
     Hardware,
     InferenceNodeConfig,
     ModelArgs,
+    ModelOverride,
     api_root,
     create_http_client,
 )
@@ -144,15 +145,13 @@ async def test_enable_disable_and_not_found(sim: Simulator, admin: AdminClient) 
 
 async def test_governance_rejection(sim: Simulator, admin: AdminClient) -> None:
     unapproved = config(models={"Kimi/K2.6": ModelArgs(args=[])})
+    with pytest.raises(AdminRejected) as rejected:
+        await admin.upsert(sim.base_url, unapproved, None)
     if sim.generation == "latest":
-        with pytest.raises(AdminRejected) as rejected:
-            await admin.upsert(sim.base_url, unapproved, None)
         assert rejected.value.status == 400
-        assert "Kimi/K2.6 is not approved by governance" in rejected.value.message
-    else:
-        with pytest.raises(AdminUnavailable) as unavailable:
-            await admin.upsert(sim.base_url, unapproved, None)
-        assert unavailable.value.status == 500 and "error creating new node" in unavailable.value.message
+        assert "governance" in rejected.value.message
+    else:  # 2025-08: a 500, but a refusal of the body all the same
+        assert rejected.value.status == 500 and "error creating new node" in rejected.value.message
     assert await admin.list_nodes(sim.base_url) == []
     sim.set_models([QWEN32, "Kimi/K2.6"])
     await admin.upsert(sim.base_url, unapproved, None)
@@ -162,8 +161,19 @@ async def test_governance_rejection(sim: Simulator, admin: AdminClient) -> None:
 async def test_latest_validation_is_rejected(admin: AdminClient) -> None:
     async with run_simulator(generation="latest") as sim:
         await admin.upsert(sim.base_url, config("a", host="10.0.0.1"), None)
-        with pytest.raises(AdminRejected, match="already used by node a"):
+        with pytest.raises(AdminRejected, match="already used by node 'a'"):
             await admin.upsert(sim.base_url, config("b", host="10.0.0.1"), None)
+
+
+async def test_refused_update_keeps_the_serving_entry(sim: Simulator, admin: AdminClient) -> None:
+    """2025-08 changes by DELETE then POST: a POST the api refuses must not leave the node unregistered."""
+    await admin.upsert(sim.base_url, config(), None)
+    current = (await admin.list_nodes(sim.base_url))[0].node
+    with pytest.raises(AdminRejected):
+        await admin.upsert(sim.base_url, config(models={"Kimi/K2.6": ModelArgs(args=[])}), current)
+    entries = await admin.list_nodes(sim.base_url)
+    assert [e.node.id for e in entries] == ["node1"] and entries[0].node.same_config(config())
+    assert sim.saved_config() == [config().to_body()]
 
 
 async def test_connection_refused_is_unavailable_then_recovers(sim: Simulator, admin: AdminClient) -> None:
@@ -305,6 +315,125 @@ async def test_4xx_and_5xx_carry_the_api_error_text() -> None:
     assert unavailable.value.status == 503 and "503: chain not reachable" in unavailable.value.message
     with pytest.raises(AdminUnavailable, match="502: <html>bad gateway</html>"):
         await admin.list_nodes("http://api:9200")
+
+
+UPDATE_REFUSED = ("failed to update node: validation failed: duplicate inference host+port combination: "
+                  "10.0.0.1:5050 (already used by node 'a')")
+
+
+@pytest.mark.parametrize("answer", [
+    {"error": UPDATE_REFUSED},
+    {"error": "failed to update node: validation failed: max_concurrent must be greater than 0; "
+              "model Qwen/Qwen3-32B-FP8 override hf_commit must be a 40-character lowercase hexadecimal commit hash"},
+    {"error": "failed to update node: node b has no governance-valid models"},
+])
+async def test_latest_update_500_that_refuses_the_body_is_a_rejection(answer: dict[str, str]) -> None:
+    # decentralized-api node_handlers.go: an upsert of an existing id answers 500 "failed to update node: …"
+    admin = mock_admin(lambda req: httpx.Response(500, json=answer))
+    with pytest.raises(AdminRejected) as rejected:
+        await admin.upsert("http://api:9200", config("b", host="10.0.0.1"), config("b"))
+    assert (rejected.value.status, rejected.value.message) == (500, answer["error"])
+
+
+async def test_other_500s_stay_unavailable() -> None:
+    answers = iter([httpx.Response(500, json={"error": "failed to queue update command: broker is stopped"}),
+                    httpx.Response(500, json={"error": "validation failed: x"})])
+    admin = mock_admin(lambda req: next(answers))
+    with pytest.raises(AdminUnavailable):
+        await admin.upsert("http://api:9200", config(), config(max_concurrent=1))
+    with pytest.raises(AdminUnavailable):  # reads are never refusals
+        await admin.list_nodes("http://api:9200")
+
+
+async def test_legacy_refused_post_restores_the_previous_entry() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        body = json.loads(req.content) if req.content else None
+        seen.append((req.method, body))
+        if req.method == "PUT":
+            return httpx.Response(405, text="Method Not Allowed")
+        if req.method == "DELETE":
+            return httpx.Response(200, json=True)
+        if body["models"] != config().to_body()["models"]:
+            return httpx.Response(500, json={"error": "error creating new node"})
+        return httpx.Response(200, json=body)
+
+    admin = mock_admin(handler)
+    new = config(models={"Kimi/K2.6": ModelArgs(args=[])})
+    with pytest.raises(AdminRejected, match="error creating new node"):
+        await admin.upsert("http://api:9200", new, config())
+    assert [m for m, _ in seen] == ["PUT", "DELETE", "POST", "POST"]
+    assert seen[-1][1] == config().to_body()  # the old entry, back
+
+
+async def test_batch_style_nested_error_message() -> None:
+    answer = {"error": {"error": "all nodes failed validation", "errors": ["node[0] (id: a): bad host"]}}
+    admin = mock_admin(lambda req: httpx.Response(400, json=answer))
+    with pytest.raises(AdminRejected) as rejected:
+        await admin.upsert("http://api:9200", config(), None)
+    assert rejected.value.message == "all nodes failed validation: node[0] (id: a): bad host"
+
+
+async def test_model_override_is_sent_and_not_resent_by_an_api_that_does_not_echo_it() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        body = json.loads(req.content) if req.content else None
+        seen.append((req.method, body))
+        return httpx.Response(200, json=body)
+
+    override = ModelOverride(hf_repo="host/custom-qwen", hf_commit="0123456789abcdef0123456789abcdef01234567")
+    wanted = config(models={QWEN32: ModelArgs(args=[], model_override=override)})
+    admin = mock_admin(handler)
+    await admin.upsert("http://api:9200", wanted, config(models={QWEN32: ModelArgs(args=[])}))
+    assert seen == [("PUT", wanted.to_body())]
+    assert wanted.to_body()["models"][QWEN32]["model_override"] == {
+        "hf_repo": "host/custom-qwen", "hf_commit": "0123456789abcdef0123456789abcdef01234567"}
+    seen.clear()
+    echoed_without = config(models={QWEN32: ModelArgs(args=[])})  # what GET shows on such an api
+    await admin.upsert("http://api:9200", wanted, echoed_without)
+    assert seen == []
+
+
+async def test_legacy_api_never_sees_model_override() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        body = json.loads(req.content) if req.content else None
+        seen.append((req.method, body))
+        return httpx.Response(404, text="404 page not found") if req.method == "PUT" else httpx.Response(200, json=body)
+
+    override = ModelOverride(hf_repo="host/custom-qwen", hf_commit="0123456789abcdef0123456789abcdef01234567")
+    wanted = config(models={QWEN32: ModelArgs(args=[], model_override=override)})
+    admin = mock_admin(handler)
+    await admin.upsert("http://api:9200", wanted, config(models={QWEN32: ModelArgs(args=[])}))
+    assert [m for m, _ in seen] == ["PUT"]  # the probe; without the override nothing changes: no DELETE+POST
+    seen.clear()
+    await admin.upsert("http://api:9200", wanted, None)
+    assert seen == [("POST", config(models={QWEN32: ModelArgs(args=[])}).to_body())]
+
+
+async def test_parses_v0214_fields_exactly_as_upstream_names_them() -> None:
+    answer = [{
+        "node": {**config().to_body(), "node_num": 1},
+        "state": {"current_status": "INFERENCE", "ml_node_version": "v3.0.8",
+                  "epoch_ml_nodes": {QWEN32: {"node_id": "node1", "throughput": 250, "poc_weight": 900}}},
+        "onboarding": {"participant_state": "INACTIVE_WAITING", "mlnode_state": "WAITING_FOR_POC",
+                       "timing": {"current_phase": "PoCGenerate", "blocks_until_next_poc": 0,
+                                  "seconds_until_next_poc": 0, "should_be_online": True},
+                       "user_message": "Participant is not active yet", "guidance": "Keep the node online"},
+    }]
+    entry = (await mock_admin(lambda req: httpx.Response(200, json=answer)).list_nodes("http://api:9200"))[0]
+    assert entry.state.ml_node_version == "v3.0.8"
+    assert entry.state.epoch_ml_nodes is not None
+    allocation = entry.state.epoch_ml_nodes[QWEN32]
+    assert (allocation.node_id, allocation.throughput, allocation.poc_weight) == ("node1", 250, 900)
+    assert entry.onboarding is not None and entry.onboarding.timing is not None
+    onboarding = entry.onboarding
+    assert (onboarding.participant_state, onboarding.mlnode_state) == ("INACTIVE_WAITING", "WAITING_FOR_POC")
+    assert (entry.onboarding.timing.current_phase, entry.onboarding.timing.should_be_online) == ("PoCGenerate", True)
+    assert entry.onboarding.guidance == "Keep the node online"
 
 
 async def test_delete_without_boolean_body_is_unavailable() -> None:

@@ -11,7 +11,12 @@ out which by trying PUT once and remembers the answer per base_url (for `legacy_
 api upgrades itself in place, so the probe is repeated now and then).
 
 Errors: `AdminUnavailable` (no answer, timeout, 5xx, malformed answer: retry with backoff),
-`AdminRejected` (4xx, with the api's `{"error": ...}` text), `AdminNotFound` (404 on a node id).
+`AdminRejected` (4xx, with the api's `{"error": ...}` text, and the 500s that are really refusals,
+see `is_rejection_500`), `AdminNotFound` (404 on a node id).
+
+A 2025-08 change is DELETE then POST, and that api has no dry run: when the POST is refused (say the
+new model is not approved by governance) or fails, the client POSTs the old entry back, so a serving
+ML node is never dropped by an edit it could not take.
 """
 
 from __future__ import annotations
@@ -62,20 +67,42 @@ def api_root(base_url: str) -> str:
     return root if root.endswith(API_PREFIX) else root + API_PREFIX
 
 
+def _message_of(data: Any, fallback: str) -> str:
+    """`{"error": "m"}`, `{"message": "m"}`, and echo's nested `{"error": {"error": "m", "errors": [...]}}`."""
+    if isinstance(data, dict):
+        message = data.get("error") or data.get("message")
+        text = _message_of(message, fallback) if isinstance(message, dict) else (
+            message if isinstance(message, str) else fallback)
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors:
+            text += ": " + "; ".join(str(e) for e in errors)
+        return text
+    return str(data)[:300]
+
+
 def _error_text(resp: httpx.Response) -> str:
     """The api's `{"error": ...}` message (plus `errors` of a batch), else the start of the body."""
     try:
         data: Any = resp.json()
     except ValueError:
         return resp.text[:300].strip() or resp.reason_phrase
-    if isinstance(data, dict):
-        message = data.get("error") or data.get("message")
-        text = message if isinstance(message, str) else resp.reason_phrase
-        errors = data.get("errors")
-        if isinstance(errors, list) and errors:
-            text += ": " + "; ".join(str(e) for e in errors)
-        return text
-    return str(data)[:300]
+    return _message_of(data, resp.reason_phrase)
+
+
+# 500 answers that are refusals of the request, not failures of the api (retrying the same body
+# cannot help). Upstream decentralized-api internal/server/admin/node_handlers.go: an upsert of an
+# existing id answers 500 "failed to update node: <broker error>", where the broker error of a
+# refused body is "validation failed: a; b" (for example "duplicate inference host+port
+# combination: h:p (already used by node 'x')") or a governance-model error. The 2025-08 api
+# answers 500 "error creating new node" when its broker refuses the node (a model governance has
+# not approved; it says the same when it could not read the governance list).
+_REJECTION_500 = ("validation failed", "duplicate inference host+port", "duplicate poc host+port",
+                  "governance", "error creating new node")
+
+
+def is_rejection_500(message: str) -> bool:
+    text = message.lower()
+    return any(marker in text for marker in _REJECTION_500)
 
 
 class AdminClient:
@@ -96,6 +123,9 @@ class AdminClient:
         self._legacy_ttl = legacy_ttl
         self._clock = clock
         self._legacy_since: dict[str, float] = {}
+        # (api root, node id) -> body last PUT with a model_override (see `_same`); one small entry per
+        # node that has an override, dropped when its node is deleted.
+        self._overrides_sent: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- generation -------------------------------------------------------------------------------
 
@@ -144,31 +174,77 @@ class AdminClient:
             raise ValueError("InferenceNodeConfig.id must not be empty")
         if current is not None and current.id != config.id:
             raise ValueError(f"current is node {current.id!r}, config is node {config.id!r}")
-        if current is not None and current.same_config(config):
+        root = api_root(base_url)
+        if self.known_generation(base_url) is not None:
+            config = config.without_model_override()  # that api does not know the field
+        if current is not None and self._same(root, current, config):
             return
-        body = config.to_body()
         if self.known_generation(base_url) is None:
-            resp = await self._request("PUT", base_url, "nodes", config.id, json=body)
+            resp = await self._request("PUT", base_url, "nodes", config.id, json=config.to_body(),
+                                       rejection_500=True)
             if resp.status_code not in (404, 405):
                 self._raise_for_4xx(resp)
+                self._remember_override(root, config)
                 return
-            self._legacy_since[api_root(base_url)] = self._clock()
+            self._legacy_since[root] = self._clock()
             logger.info(
                 "Admin API at %s answered PUT with %s: treating it as the %s generation (changes by DELETE then POST)",
-                api_root(base_url),
+                root,
                 resp.status_code,
                 LEGACY_GENERATION,
             )
-        if current is not None:
-            removed = await self.delete(base_url, config.id)
-            logger.debug("Removed node %s before re-adding it (was present: %s)", config.id, removed)
-        resp = await self._request("POST", base_url, "nodes", json=body)
+            config = config.without_model_override()
+            if current is not None and self._same(root, current, config):
+                return
+        if current is None:
+            await self._post(base_url, config)
+            return
+        removed = await self.delete(base_url, config.id)
+        logger.debug("Removed node %s before re-adding it (was present: %s)", config.id, removed)
+        try:
+            await self._post(base_url, config)
+        except (AdminRejected, AdminUnavailable) as exc:
+            await self._restore(base_url, current, exc)
+            raise
+
+    async def _post(self, base_url: str, config: InferenceNodeConfig) -> None:
+        resp = await self._request("POST", base_url, "nodes", json=config.to_body(), rejection_500=True)
         self._raise_for_4xx(resp)
+
+    async def _restore(self, base_url: str, previous: InferenceNodeConfig, cause: Exception) -> None:
+        """Put the entry a failed DELETE+POST removed back (2025-08: a POST of an absent id)."""
+        try:
+            await self._post(base_url, previous)
+        except (AdminRejected, AdminUnavailable) as exc:
+            logger.error("Admin API at %s refused the change of node %s (%s) and restoring its previous entry "
+                         "failed too (%s): the node is not registered until the next retry",
+                         api_root(base_url), previous.id, cause, exc)
+            return
+        logger.warning("Admin API at %s refused the change of node %s (%s); restored its previous entry",
+                       api_root(base_url), previous.id, cause)
+
+    def _same(self, root: str, current: InferenceNodeConfig, config: InferenceNodeConfig) -> bool:
+        """`current` (as the api reports it) already is `config`. An api may accept `model_override`
+        without echoing it in `GET nodes`; the override we last sent for this id then counts as
+        present, so such an api does not get the same PUT again and again."""
+        if current.same_config(config):
+            return True
+        if not config.has_model_override() or current.has_model_override():
+            return False
+        sent = self._overrides_sent.get((root, config.id))
+        return sent == config.to_body() and current.same_config(config.without_model_override())
+
+    def _remember_override(self, root: str, config: InferenceNodeConfig) -> None:
+        if config.has_model_override():
+            self._overrides_sent[(root, config.id)] = config.to_body()
+        else:
+            self._overrides_sent.pop((root, config.id), None)
 
     async def delete(self, base_url: str, node_id: str) -> bool:
         """`DELETE nodes/{id}`: True if removed, False if the api did not know it (also success)."""
         resp = await self._request("DELETE", base_url, "nodes", node_id)
         self._raise_for_4xx(resp)
+        self._overrides_sent.pop((api_root(base_url), node_id), None)
         try:
             removed = resp.json()
         except ValueError:
@@ -188,9 +264,11 @@ class AdminClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     async def _request(
-        self, method: str, base_url: str, *path: str, json: dict[str, Any] | None = None
+        self, method: str, base_url: str, *path: str, json: dict[str, Any] | None = None,
+        rejection_500: bool = False,
     ) -> httpx.Response:
-        """One request; answers < 500 are returned, everything else raises `AdminUnavailable`."""
+        """One request; answers < 500 are returned, everything else raises `AdminUnavailable`, except
+        (with `rejection_500`, for writes of a node) a 500 that refuses the body: `AdminRejected`."""
         url = api_root(base_url) + "/" + "/".join(quote(p, safe="") for p in path)
         try:
             async with asyncio.timeout(self._total):
@@ -203,8 +281,11 @@ class AdminClient:
         ADMIN_REQUESTS.labels(method=method, code=str(resp.status_code)).inc()
         logger.debug("%s %s answered %s", method, url, resp.status_code)
         if resp.status_code >= 500:
+            message = _error_text(resp)
+            if rejection_500 and resp.status_code == 500 and is_rejection_500(message):
+                raise AdminRejected(resp.status_code, message)
             raise AdminUnavailable(
-                f"{method} {url} answered {resp.status_code}: {_error_text(resp)}", status=resp.status_code
+                f"{method} {url} answered {resp.status_code}: {message}", status=resp.status_code
             )
         return resp
 
