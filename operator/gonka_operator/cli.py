@@ -1,4 +1,4 @@
-"""`gonka-operator` command line: run, crds, render, simulate-network-node."""
+"""`gonka-operator` command line: run, crds, render, simulate-network-node, simulate-ml-node."""
 
 from __future__ import annotations
 
@@ -67,9 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     render.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     render.add_argument("--cluster-domain", default="cluster.local")
     sub.add_parser("simulate-network-node", help="run the admin API stand-in", add_help=False)
-    if argv and argv[0] in ("run", "simulate-network-node"):
+    sub.add_parser("simulate-ml-node", help="run the ML-node stand-in", add_help=False)
+    if argv and argv[0] in ("run", "simulate-network-node", "simulate-ml-node"):
         if argv[0] == "run":
             return _run(argv[1:])
+        if argv[0] == "simulate-ml-node":
+            from gonka_operator.simulator.mlnode import main as mlnode_main
+
+            return mlnode_main(argv[1:])
         from gonka_operator.simulator import main as simulator_main
 
         return simulator_main(argv[1:])

@@ -1,4 +1,4 @@
-"""The network-node stand-in's own behaviour, straight over HTTP (REFERENCE.md §4)."""
+"""The network-node stand-in's own behaviour, straight over HTTP (REFERENCE.md §4 and §6)."""
 
 from __future__ import annotations
 
@@ -142,9 +142,9 @@ async def test_governance_rejects_unknown_model(sim: Simulator, http: httpx.Asyn
     resp = await http.post("/admin/v1/nodes", json=body(models={"MiniMax/M2.7": {"args": []}}))
     if sim.generation == "2025-08":
         assert (resp.status_code, resp.json()) == (500, {"error": "error creating new node"})
-    else:
-        assert resp.status_code == 400
-        assert "MiniMax/M2.7 is not approved by governance" in resp.json()["error"]
+    else:  # RegisterNode drops unapproved models; none left is the error
+        assert (resp.status_code, resp.json()) == (
+            400, {"error": "failed to create node: node node1 has no governance-valid models"})
     assert await nodes(http) == []
     # governance changes: approve it and the same body registers
     assert (await http.post("/debug/governance", json={"models": [QWEN32, "MiniMax/M2.7"]})).status_code == 200
@@ -152,28 +152,77 @@ async def test_governance_rejects_unknown_model(sim: Simulator, http: httpx.Asyn
     assert resp.status_code == 200
 
 
+async def test_latest_create_drops_unapproved_models_silently_update_refuses_them() -> None:
+    async with run_simulator(generation="latest") as s, httpx.AsyncClient(base_url=s.base_url) as http:
+        mixed = body(models={QWEN32: {"args": []}, "Kimi/K2.6": {"args": ["--x"]}})
+        resp = await http.post("/admin/v1/nodes", json=mixed)
+        assert resp.status_code == 200 and resp.json()["models"] == {QWEN32: {"args": []}}  # echo without it
+        assert list((await nodes(http))[0]["node"]["models"]) == [QWEN32]
+        for method, url in (("POST", "/admin/v1/nodes"), ("PUT", "/admin/v1/nodes/node1")):
+            resp = await http.request(method, url, json=mixed)  # node1 exists: the UpdateNode path
+            assert (resp.status_code, resp.json()) == (
+                500, {"error": "failed to update node: model Kimi/K2.6 is not a valid governance model"})
+        assert list((await nodes(http))[0]["node"]["models"]) == [QWEN32]
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"id": ""}, "node id is required"),
-        ({"host": ""}, "host is required"),
-        ({"inference_port": 0}, "inference_port must be between 1 and 65535"),
-        ({"poc_port": 65536}, "poc_port must be between 1 and 65535"),
-        ({"max_concurrent": 0}, "max_concurrent must be greater than 0"),
-        ({"models": {}}, "at least one model is required"),
-        ({"host": "node1.gonka.svc", "inference_port": 8080, "poc_port": 9999}, "already used by node node1"),
+        ({"id": ""}, "node id is required and cannot be empty"),
+        ({"host": " "}, "host is required and cannot be empty"),
+        ({"inference_port": 0}, "inference_port must be between 1 and 65535, got 0"),
+        ({"poc_port": 65536}, "poc_port must be between 1 and 65535, got 65536"),
+        ({"max_concurrent": 0}, "max_concurrent must be greater than 0, got 0"),
+        ({"models": {}}, "at least one model must be specified"),
+        ({"host": "node1.gonka.svc", "inference_port": 5050, "poc_port": 9999},
+         "duplicate inference host+port combination: node1.gonka.svc:5050 (already used by node 'node1')"),
+        ({"host": "node1.gonka.svc", "inference_port": 6000, "poc_port": 8080},
+         "duplicate PoC host+port combination: node1.gonka.svc:8080 (already used by node 'node1')"),
+        ({"models": {QWEN32: {"args": ["--revision=abc"], "model_override": {"hf_repo": "", "hf_commit": "ABC"}}}},
+         f"model {QWEN32} override hf_repo is required; model {QWEN32} override hf_commit must be a 40-character "
+         f"lowercase hexadecimal commit hash; model {QWEN32} override cannot use reserved argument --revision"),
     ],
 )
-async def test_latest_validation_400(overrides: dict[str, Any], message: str) -> None:
+async def test_latest_validation_create_400_update_500(overrides: dict[str, Any], message: str) -> None:
     async with run_simulator(generation="latest") as s, httpx.AsyncClient(base_url=s.base_url) as http:
         assert (await http.post("/admin/v1/nodes", json=body())).status_code == 200
-        # PUT fills an empty body id from the path, so the empty-id case is POST-only
+        # a new id is a create: 400 "failed to create node: validation failed: ..." (PUT fills an empty
+        # body id from the path, so the empty-id case is POST-only)
         for method in ("POST", "PUT") if overrides.get("id") != "" else ("POST",):
             url = "/admin/v1/nodes" if method == "POST" else "/admin/v1/nodes/node9"
             resp = await http.request(method, url, json=body("node9", **overrides))
-            assert resp.status_code == 400, resp.text
-            assert message in resp.json()["error"]
+            assert (resp.status_code, resp.json()) == (400, {"error": f"failed to create node: validation failed: "
+                                                                       f"{message}"}), resp.text
         assert len(await nodes(http)) == 1
+        if overrides.get("id") == "" or "already used by node" in message:
+            return
+        # the same problem in an update of node1 is a 500 "failed to update node: validation failed: ..."
+        await http.post("/admin/v1/nodes", json=body("node2", host="node2.gonka.svc"))
+        for method, url in (("POST", "/admin/v1/nodes"), ("PUT", "/admin/v1/nodes/node1")):
+            resp = await http.request(method, url, json=body("node1", **overrides))
+            assert (resp.status_code, resp.json()) == (500, {"error": f"failed to update node: validation failed: "
+                                                                       f"{message}"}), resp.text
+
+
+async def test_latest_update_duplicate_host_port_is_500() -> None:
+    async with run_simulator(generation="latest") as s, httpx.AsyncClient(base_url=s.base_url) as http:
+        await http.post("/admin/v1/nodes", json=body("a", host="h"))
+        await http.post("/admin/v1/nodes", json=body("b", host="h", inference_port=6050, poc_port=6080))
+        resp = await http.put("/admin/v1/nodes/b", json=body("b", host="h"))
+        assert (resp.status_code, resp.json()) == (500, {"error": "failed to update node: validation failed: "
+                                                     "duplicate inference host+port combination: h:5050 (already "
+                                                     "used by node 'a'); duplicate PoC host+port combination: h:8080 "
+                                                     "(already used by node 'a')"})
+        # re-sending a node's own host+port is no clash with itself
+        assert (await http.put("/admin/v1/nodes/a", json=body("a", host="h", max_concurrent=3))).status_code == 200
+
+
+async def test_latest_model_override_is_kept() -> None:
+    override = {"hf_repo": "Qwen/Qwen3-32B-FP8", "hf_commit": "0123456789abcdef0123456789abcdef01234567"}
+    async with run_simulator(generation="latest") as s, httpx.AsyncClient(base_url=s.base_url) as http:
+        b = body(models={QWEN32: {"args": [], "model_override": override}})
+        assert (await http.post("/admin/v1/nodes", json=b)).json()["models"][QWEN32]["model_override"] == override
+        assert (await nodes(http))[0]["node"]["models"][QWEN32]["model_override"] == override
 
 
 async def test_legacy_has_no_validation_beyond_governance() -> None:
@@ -212,26 +261,64 @@ async def test_batch(sim: Simulator, http: httpx.AsyncClient) -> None:
 # -- state ------------------------------------------------------------------------------------------
 
 
-async def test_state_unknown_then_inference_and_failed_on_demand(sim: Simulator, http: httpx.AsyncClient) -> None:
-    await http.post("/admin/v1/nodes", json=body())
-    state = (await nodes(http))[0]["state"]
-    assert state["current_status"] == "UNKNOWN"
-    assert state["admin_state"]["enabled"] is True
+async def test_legacy_state_unknown_then_inference_and_failed_on_demand() -> None:
+    # the 2025-08 stand-in drives no ML node: it keeps its old timer
+    async with run_simulator(generation="2025-08", state_delay=1.0) as s, \
+            httpx.AsyncClient(base_url=s.base_url, timeout=5) as http:
+        await http.post("/admin/v1/nodes", json=body())
+        state = (await nodes(http))[0]["state"]
+        assert state["current_status"] == "UNKNOWN"
+        assert state["admin_state"]["enabled"] is True
 
-    async def serving() -> bool:
-        return bool((await nodes(http))[0]["state"]["current_status"] == "INFERENCE")
+        async def serving() -> bool:
+            return bool((await nodes(http))[0]["state"]["current_status"] == "INFERENCE")
 
-    await eventually(serving, 5, "INFERENCE")
-    resp = await http.post("/debug/nodes/node1/fail", json={"reason": "CUDA out of memory"})
-    assert resp.status_code == 200
-    state = (await nodes(http))[0]["state"]
-    assert (state["current_status"], state["failure_reason"]) == ("FAILED", "CUDA out of memory")
-    assert (await http.post("/debug/nodes/ghost/fail", json={})).status_code == 404
+        await eventually(serving, 5, "INFERENCE")
+        resp = await http.post("/debug/nodes/node1/fail", json={"reason": "CUDA out of memory"})
+        assert resp.status_code == 200
+        state = (await nodes(http))[0]["state"]
+        assert (state["current_status"], state["failure_reason"]) == ("FAILED", "CUDA out of memory")
+        assert (await http.post("/debug/nodes/ghost/fail", json={})).status_code == 404
+
+
+async def test_latest_entry_nobody_answers_is_failed_never_inference() -> None:
+    # the old stand-in flipped every entry to INFERENCE after a second; now the broker asks the host
+    async with run_simulator(generation="latest", state_delay=0.0, broker_interval=0.1) as s, \
+            httpx.AsyncClient(base_url=s.base_url, timeout=5) as http:
+        await http.post("/admin/v1/nodes", json=body())  # node1.gonka.svc: no such host here
+        await http.post("/admin/v1/nodes", json=body("dead", host="127.0.0.1", poc_port=closed_port(),
+                                                     inference_port=closed_port()))
+
+        async def failed() -> dict[str, str]:
+            got = {e["node"]["id"]: e["state"] for e in await nodes(http)}
+            return {k: v["failure_reason"] for k, v in got.items() if v["current_status"] == "FAILED"}
+
+        reasons = await eventually(lambda: _all(failed, 2), 10, "both entries FAILED")
+        assert reasons["node1"] == "dial tcp: lookup node1.gonka.svc: no such host"
+        assert "connect: connection refused" in reasons["dead"] and "/v3.0.8/api/v1/" in reasons["dead"]
+        resp = await http.post("/debug/nodes/node1/fail", json={"reason": "CUDA out of memory"})
+        assert resp.status_code == 200
+        await s.broker_round()
+        state = {e["node"]["id"]: e["state"] for e in await nodes(http)}["node1"]
+        assert (state["current_status"], state["failure_reason"]) == ("FAILED", "CUDA out of memory")  # sticky
+
+
+async def _all(check: Callable[[], Awaitable[dict[str, str]]], n: int) -> dict[str, str]:
+    got = await check()
+    return got if len(got) >= n else {}
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_registry_state_follows_its_clock() -> None:
     now = [1000.0]
-    reg = Registry("latest", state_delay=1.0, clock=lambda: now[0])
+    reg = Registry("2025-08", state_delay=1.0, clock=lambda: now[0])
     reg.register(body())
     assert reg.entries()[0]["state"]["current_status"] == "UNKNOWN"
     now[0] += 0.99

@@ -1,4 +1,9 @@
-"""HTTP face of the stand-in: the admin API routes of REFERENCE.md §4 plus `/debug/` controls.
+"""HTTP face of the stand-in: the admin API routes of REFERENCE.md §4/§6 plus `/debug/` and
+`/stand-in/v1/` controls (stand-in only, never faulted, not counted).
+
+Latest generation extras on the admin port: `GET /admin/v1/setup/report` (`network.setup_report`),
+`GET /admin/v1/poc/timing` → `{"available": true, "timing": {...}}` (the same timing as
+`onboarding.timing`, admin `timing_calculator.go`).
 
 Faults (set by `POST /debug/faults` or the `Simulator` methods) apply to `/admin/v1/...` only, so
 the `/debug/` routes stay usable while a fault is on. Every `/admin/v1/...` request is counted by
@@ -16,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
+from gonka_operator.simulator.network import parse_setup_checks, setup_report
 from gonka_operator.simulator.state import ApiError
 
 if TYPE_CHECKING:
@@ -83,6 +89,13 @@ async def _read_json(request: web.Request) -> Any:
 # -- admin API --------------------------------------------------------------------------------------
 
 
+def _poke(request: web.Request) -> None:
+    """A registration or admin change wakes the broker (upstream: TriggerStatusQuery/Reconciliation)."""
+    broker = _sim(request).broker
+    if broker is not None:
+        broker.trigger()
+
+
 async def list_nodes(request: web.Request) -> web.Response:
     return _json(_sim(request).registry.entries())
 
@@ -93,6 +106,7 @@ async def create_node(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _error(exc)
     logger.info("Registered node %s", config["id"])
+    _poke(request)
     return _json(config)
 
 
@@ -105,6 +119,7 @@ async def put_node(request: web.Request) -> web.Response:
     except ApiError as exc:
         return _error(exc)
     logger.info("Upserted node %s", config["id"])
+    _poke(request)
     return _json(config)
 
 
@@ -113,6 +128,7 @@ async def create_batch(request: web.Request) -> web.Response:
         status, body = _sim(request).registry.register_batch(await _read_json(request))
     except ApiError as exc:
         return _error(exc)
+    _poke(request)
     return _json(body, status)
 
 
@@ -136,6 +152,7 @@ def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
         _sim(request).registry.set_enabled(node_id, enabled)
     except ApiError as exc:
         return _error(exc)
+    _poke(request)
     word = "enabled" if enabled else "disabled"
     return _json({"message": f"node {word} successfully", "node_id": node_id})
 
@@ -215,6 +232,126 @@ async def governance(request: web.Request) -> web.Response:
     return _json({"models": registry.models})
 
 
+# -- latest-generation admin extras -----------------------------------------------------------------
+
+
+def _latest_only(request: web.Request) -> web.Response | None:
+    if _sim(request).registry.legacy:  # the 2025-08 router has no such route (echo's 404)
+        return _json({"message": "Not Found"}, 404)
+    return None
+
+
+async def get_setup_report(request: web.Request) -> web.Response:
+    if (missing := _latest_only(request)) is not None:
+        return missing
+    sim = _sim(request)
+    return _json(setup_report(sim.setup_checks, sim.catching_up))
+
+
+async def get_poc_timing(request: web.Request) -> web.Response:
+    if (missing := _latest_only(request)) is not None:
+        return missing
+    return _json({"available": True, "timing": _sim(request).epoch_clock.timing()})
+
+
+# -- /stand-in/v1 controls (latest) -----------------------------------------------------------------
+
+
+async def _object(request: web.Request) -> dict[str, Any]:
+    body = await _read_json(request) if request.can_read_body else {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "expected a JSON object")
+    return body
+
+
+async def control_poc(request: web.Request) -> web.Response:
+    try:
+        body = await _object(request)
+        latest = _sim(request).poc(str(body.get("action", "")))
+    except ApiError as exc:
+        return _error(exc)
+    except ValueError as exc:
+        return _json({"error": str(exc)}, 400)
+    return _json(latest)
+
+
+async def control_clock(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    try:
+        body = await _object(request)
+        blocks = int(body.get("advance", 0))
+    except ApiError as exc:
+        return _error(exc)
+    except (TypeError, ValueError) as exc:
+        return _json({"error": str(exc)}, 400)
+    if blocks < 0:
+        return _json({"error": "advance must be >= 0"}, 400)
+    sim.epoch_clock.advance(blocks)
+    if sim.broker is not None:
+        sim.broker.trigger()
+    return _json(sim.epoch_clock.latest())
+
+
+async def control_broker_round(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    await sim.broker_round()
+    return _json({"rounds": sim.broker.rounds if sim.broker is not None else 0})
+
+
+async def control_mlnode_version(request: web.Request) -> web.Response:
+    try:
+        body = await _object(request)
+    except ApiError as exc:
+        return _error(exc)
+    version = body.get("version")
+    if not isinstance(version, str):
+        return _json({"error": 'expected {"version": "<v3.0.8 or empty>"}'}, 400)
+    _sim(request).set_mlnode_version(version)
+    return _json({"version": version})
+
+
+async def control_setup_report(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    try:
+        body = await _object(request)
+        checks = parse_setup_checks(body.get("checks") or {})
+    except ApiError as exc:
+        return _error(exc)
+    except (TypeError, ValueError) as exc:
+        return _json({"error": str(exc)}, 400)
+    sim.setup_checks = checks
+    return _json(setup_report(sim.setup_checks, sim.catching_up))
+
+
+async def control_chain(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    try:
+        body = await _object(request)
+    except ApiError as exc:
+        return _error(exc)
+    if "catching_up" in body:
+        sim.catching_up = bool(body["catching_up"])
+    return _json({"catching_up": sim.catching_up, "latest_block_height": sim.epoch_clock.height})
+
+
+async def control_poc_batches(request: web.Request) -> web.Response:
+    return _json(_sim(request).poc_batches())
+
+
+async def control_info(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    return _json({
+        "generation": sim.generation,
+        "admin": sim.base_url,
+        "public": sim.url_of("public"),
+        "callback": sim.url_of("callback"),
+        "chain": sim.url_of("chain"),
+        "poc_callback_url": sim.callback_url,
+        "mlnode_version": sim.mlnode_version,
+        "allow_targets": sim.policy.describe(),
+    })
+
+
 def build_app(sim: Simulator) -> web.Application:
     app = web.Application(middlewares=[_faults_and_counts])
     app[SIM_KEY] = sim
@@ -234,4 +371,14 @@ def build_app(sim: Simulator) -> web.Application:
     r.add_post("/debug/reset", reset)
     r.add_get("/debug/governance", governance)
     r.add_post("/debug/governance", governance)
+    r.add_get(f"{PREFIX}/setup/report", get_setup_report)
+    r.add_get(f"{PREFIX}/poc/timing", get_poc_timing)
+    r.add_get("/stand-in/v1/info", control_info)
+    r.add_post("/stand-in/v1/poc", control_poc)
+    r.add_post("/stand-in/v1/clock", control_clock)
+    r.add_post("/stand-in/v1/broker/round", control_broker_round)
+    r.add_post("/stand-in/v1/mlnode-version", control_mlnode_version)
+    r.add_post("/stand-in/v1/setup-report", control_setup_report)
+    r.add_post("/stand-in/v1/chain", control_chain)
+    r.add_get("/stand-in/v1/poc-batches", control_poc_batches)
     return app

@@ -1,7 +1,10 @@
 """Running the stand-in: in the caller's event loop (`run_simulator`) or in a thread (`serve_in_thread`).
 
-The listening socket is managed here (not by an aiohttp site) so that `refuse_for()` can close it,
-drop every open connection, and listen again on the same port afterwards.
+The admin listening socket is managed here (not by an aiohttp site) so that `refuse_for()` can close
+it, drop every open connection, and listen again on the same port afterwards. The latest generation
+also listens on the public port (`/v1/epochs/latest`), the ML callback port and, when asked, a chain
+RPC port (`network.py`), and runs the epoch clock (`epoch.py`) and the broker (`broker.py`) that
+drives the registered ML nodes. `None` for a port = that server is not started; 0 = a free port.
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from typing import Any
 from aiohttp import web
 
 from gonka_operator.simulator.app import Faults, build_app
+from gonka_operator.simulator.broker import Broker, PocRecorder
+from gonka_operator.simulator.epoch import EpochClock
+from gonka_operator.simulator.network import build_callback_app, build_chain_app, build_public_app
 from gonka_operator.simulator.state import DEFAULT_MODELS, Registry
+from gonka_operator.simulator.targets import ConnectTo, TargetPolicy, parse_cidrs
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +40,23 @@ class Simulator:
         models: Iterable[str] = DEFAULT_MODELS,
         state_delay: float = 1.0,
         access_log: bool = False,
+        public_port: int | None = 0,
+        callback_port: int | None = 0,
+        chain_port: int | None = None,
+        callback_url: str | None = None,
+        mlnode_version: str = "v3.0.8",
+        allow_targets: Iterable[str] = (),
+        connect_to: Iterable[str] = (),
+        epoch_length: int = 100,
+        poc_length: int = 20,
+        validation_length: int = 10,
+        wind_down: int = 2,
+        block_time: float = 1.0,
+        broker_interval: float = 1.0,
+        broker_retry: float = 5.0,
+        setup_checks: dict[str, dict[str, str]] | None = None,
+        catching_up: bool = False,
+        validator_seed: str = "stand-in",
     ) -> None:
         self.registry = Registry(generation, models, state_delay=state_delay)
         self.faults = Faults()
@@ -44,6 +68,27 @@ class Simulator:
         self._listener: asyncio.Server | None = None
         self._reopen: asyncio.Task[None] | None = None
         self._refuse_over = asyncio.Event()
+        latest = not self.registry.legacy
+        # other faces (latest only): name -> requested port; filled with the bound port on start
+        self.ports: dict[str, int | None] = {
+            "public": public_port if latest else None,
+            "callback": callback_port if latest else None,
+            "chain": chain_port if latest else None,
+        }
+        self._extra: list[web.AppRunner] = []
+        self._callback_url = callback_url
+        self.epoch_clock = EpochClock(epoch_length=epoch_length, poc_length=poc_length,
+                                      validation_length=validation_length, wind_down=wind_down,
+                                      block_time=block_time)
+        self.registry.epoch_clock = self.epoch_clock if latest else None
+        self.policy = TargetPolicy(parse_cidrs(allow_targets), [ConnectTo.parse(c) for c in connect_to])
+        self.poc_recorder = PocRecorder()
+        self.setup_checks = dict(setup_checks or {})
+        self.catching_up = catching_up
+        self.validator_seed = validator_seed
+        self.broker: Broker | None = None
+        self._broker_args: dict[str, Any] = {"mlnode_version": mlnode_version, "interval": broker_interval,
+                             "retry": broker_retry, "first_contact_delay": state_delay}
 
     @property
     def generation(self) -> str:
@@ -59,17 +104,53 @@ class Simulator:
     def accepting(self) -> bool:
         return self._listener is not None
 
+    def url_of(self, face: str) -> str | None:
+        """`http://host:port` of "public", "callback" or "chain" (None when not started)."""
+        port = self.ports.get(face)
+        if port is None or (face != "admin" and port == 0):
+            return None
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{port}"
+
+    @property
+    def callback_url(self) -> str:
+        """The base URL ML nodes POST PoC results to (`DAPI_API__POC_CALLBACK_URL`)."""
+        return self._callback_url or self.url_of("callback") or ""
+
+    @property
+    def mlnode_version(self) -> str:
+        return self.broker.mlnode_version if self.broker is not None else str(self._broker_args["mlnode_version"])
+
     async def start(self) -> None:
         kwargs: dict[str, Any] = {} if self._access_log else {"access_log": None}
         self._runner = web.AppRunner(build_app(self), handle_signals=False, shutdown_timeout=1.0, **kwargs)
         await self._runner.setup()
         try:
             await self._listen()
+            builders = {"public": build_public_app, "callback": build_callback_app, "chain": build_chain_app}
+            for face, build in builders.items():
+                if self.ports[face] is None:
+                    continue
+                runner = web.AppRunner(build(self), handle_signals=False, shutdown_timeout=1.0, **kwargs)
+                await runner.setup()
+                self._extra.append(runner)
+                await web.TCPSite(runner, self.host, self.ports[face], reuse_address=True).start()
+                self.ports[face] = runner.addresses[0][1]
+            if not self.registry.legacy:
+                self.broker = Broker(self.registry, self.epoch_clock, self.policy, self.poc_recorder,
+                                     callback_url=lambda: self.callback_url, **self._broker_args)
+                self.broker.start()
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
+        if self.broker is not None:
+            await self.broker.stop()
+            self.broker = None
+        for runner in self._extra:
+            await runner.cleanup()
+        self._extra.clear()
         if self._reopen is not None:
             self._reopen.cancel()
             await asyncio.gather(self._reopen, return_exceptions=True)
@@ -164,7 +245,39 @@ class Simulator:
         """Forget every node, the saved config and the request counts; end 500/slow faults."""
         self.registry.reset()
         self.counts.clear()
+        self.poc_recorder.records.clear()
         self.faults.error500_until = self.faults.slow_until = self.faults.slow_delay = 0.0
+
+    # -- epoch, PoC and broker (latest) -----------------------------------------------------------
+
+    def poc(self, action: str) -> dict[str, Any]:
+        """Move the PoC window now: "open", "validate", "close", "confirmation-start|end"."""
+        clock = self.epoch_clock
+        actions = {"open": clock.open_poc, "validate": clock.start_validation, "close": clock.close_poc}
+        if action in actions:
+            actions[action]()
+        elif action in ("confirmation-start", "confirmation-end"):
+            clock.confirmation_poc_active = action == "confirmation-start"
+        else:
+            raise ValueError(f"unknown PoC action {action!r}: open, validate, close, confirmation-start, "
+                             "confirmation-end")
+        if self.broker is not None:
+            self.broker.trigger()
+        return clock.latest()
+
+    async def broker_round(self) -> None:
+        """Run one broker pass now and wait for it (tests: no waiting for the interval)."""
+        if self.broker is not None:
+            await self.broker.round()
+
+    def set_mlnode_version(self, version: str) -> None:
+        if self.broker is not None:
+            self.broker.mlnode_version = version
+            self.broker.trigger()
+        self._broker_args["mlnode_version"] = version
+
+    def poc_batches(self) -> list[dict[str, Any]]:
+        return [r.as_json() for r in self.poc_recorder.records]
 
 
 @asynccontextmanager
@@ -175,9 +288,11 @@ async def run_simulator(
     generation: str = "latest",
     models: Iterable[str] = DEFAULT_MODELS,
     state_delay: float = 1.0,
+    **kwargs: Any,
 ) -> AsyncIterator[Simulator]:
-    """`async with run_simulator(generation="2025-08") as sim:` → a started stand-in on loopback."""
-    sim = Simulator(host=host, port=port, generation=generation, models=models, state_delay=state_delay)
+    """`async with run_simulator(generation="2025-08") as sim:` → a started stand-in on loopback.
+    Further keyword arguments are `Simulator`'s (ports, mlnode_version, allow_targets, clock, ...)."""
+    sim = Simulator(host=host, port=port, generation=generation, models=models, state_delay=state_delay, **kwargs)
     await sim.start()
     try:
         yield sim

@@ -1,24 +1,41 @@
 """The node registry of the network-node stand-in: the admin API semantics, without HTTP.
 
-Both api generations of REFERENCE.md §4:
-- `2025-08`: no validation beyond governance (unknown model → 500 "error creating new node"); POST
-  of an existing id replaces the live entry and APPENDS a duplicate to the saved config (a DELETE
-  rewrites the saved config from the live list, as the real api does); batch drops failures.
-- `latest`: POST/PUT upsert with 400s for invalid bodies and unapproved models; batch answers
-  201 / 206 partial / 400 all failed; the saved config always equals the live list.
+Both api generations:
+- `2025-08` (REFERENCE.md §4, `decentralized-api/internal/server/admin/node_handlers.go` of 2025-08):
+  no validation beyond governance (unknown model → 500 "error creating new node"); POST of an
+  existing id replaces the live entry and APPENDS a duplicate to the saved config (a DELETE rewrites
+  the saved config from the live list, as the real api does); batch drops failures. A new entry is
+  UNKNOWN, then INFERENCE after `state_delay` s (this generation's stand-in drives no ML node).
+- `latest` (v0.2.14, REFERENCE.md §6): POST/PUT upsert. A new id goes through `RegisterNode`
+  (`decentralized-api/broker/node_admin_commands.go`): `validateInferenceNode` (the basic checks of
+  `apiconfig.ValidateInferenceNodeBasic` plus host+port duplicates, joined as
+  `validation failed: a; b`), then models governance has not approved are DROPPED silently and only
+  none left is an error (`node X has no governance-valid models`); the handler answers
+  400 `failed to create node: <err>`. An existing id goes through `UpdateNode`: the same validation
+  (itself excluded from the duplicate check), but an unapproved model is an error
+  (`model M is not a valid governance model`), and the handler answers **500**
+  `failed to update node: <err>`. Batch answers 201 / 206 partial / 400 all failed.
+  The entry's state is what the stand-in's broker (`broker.py`) found by really calling its ML node;
+  `onboarding` (after v0.2.14) comes from the epoch clock.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gonka_operator.simulator.epoch import EpochClock
 
 GENERATIONS = ("2025-08", "latest")
 LEGACY = "2025-08"
 DEFAULT_MODELS = ("Qwen/Qwen3-32B-FP8", "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8")
+HF_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+RESERVED_OVERRIDE_ARGS = ("--model", "--revision", "--served-model-name")
 
 # Field order of REFERENCE.md §4; value type of the scalar ones.
 _SCALARS: tuple[tuple[str, type], ...] = (
@@ -68,6 +85,14 @@ def parse_config(raw: Any) -> dict[str, Any]:
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ApiError(400, f"invalid request body: models[{model}].args must be a list of strings")
         config["models"][model] = {"args": list(args)}
+        override = spec.get("model_override") if isinstance(spec, dict) else None
+        if override is not None:  # later api: per-model {hf_repo, hf_commit} (apiconfig.ModelOverride)
+            if not isinstance(override, dict):
+                raise ApiError(400, f"invalid request body: models[{model}].model_override must be an object")
+            config["models"][model]["model_override"] = {
+                "hf_repo": str(override.get("hf_repo") or ""),
+                "hf_commit": str(override.get("hf_commit") or ""),
+            }
     config["hardware"] = []
     for item in hardware:
         kind_, count = (item.get("type", ""), item.get("count", 0)) if isinstance(item, dict) else (0, "")
@@ -75,6 +100,65 @@ def parse_config(raw: Any) -> dict[str, Any]:
             raise ApiError(400, "invalid request body: hardware items are {type: string, count: int}")
         config["hardware"].append({"type": kind_, "count": count})
     return config
+
+
+def basic_errors(c: dict[str, Any]) -> list[str]:
+    """`apiconfig.ValidateInferenceNodeBasic` (v0.2.14): every problem, in upstream's order and words."""
+    errors: list[str] = []
+    if not c["id"].strip():
+        errors.append("node id is required and cannot be empty")
+    if not c["host"].strip():
+        errors.append("host is required and cannot be empty")
+    for port in ("inference_port", "poc_port"):
+        if not 1 <= c[port] <= 65535:
+            errors.append(f"{port} must be between 1 and 65535, got {c[port]}")
+    if c["max_concurrent"] <= 0:
+        errors.append(f"max_concurrent must be greater than 0, got {c['max_concurrent']}")
+    if not c["models"]:
+        errors.append("at least one model must be specified")
+    for model_id, model in c["models"].items():
+        override = model.get("model_override")
+        if override is None:
+            continue
+        if not override["hf_repo"].strip():
+            errors.append(f"model {model_id} override hf_repo is required")
+        commit = override["hf_commit"]
+        if not commit.strip():
+            errors.append(f"model {model_id} override hf_commit is required")
+        elif commit != commit.strip() or not HF_COMMIT.match(commit):
+            errors.append(f"model {model_id} override hf_commit must be a 40-character lowercase hexadecimal "
+                          "commit hash")
+        for arg in model["args"]:
+            key = arg.split("=", 1)[0]
+            if key in RESERVED_OVERRIDE_ARGS:
+                errors.append(f"model {model_id} override cannot use reserved argument {key}")
+    return errors
+
+
+@dataclass
+class NodeRuntime:
+    """What the broker knows about one entry (`broker.NodeState` of `decentralized-api/broker/broker.go`)."""
+
+    intended_status: str = "UNKNOWN"
+    current_status: str = "UNKNOWN"
+    poc_intended_status: str = "IDLE"
+    poc_current_status: str = "IDLE"
+    failure_reason: str = ""
+    status_at: float = 0.0
+    forced: bool = False  # /debug/nodes/{id}/fail: sticky until /recover, the broker leaves it alone
+    ml_node_version: str = ""
+    joined_poc_start: int = 0  # entries registered inside a PoC window join the next one
+    epoch_ml_nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def set(self, status: str, poc: str | None, at: float, reason: str | None = None) -> None:
+        changed = status != self.current_status or (poc is not None and poc != self.poc_current_status)
+        self.current_status = status
+        if poc is not None:
+            self.poc_current_status = poc
+        if reason is not None:
+            self.failure_reason = reason
+        if changed:
+            self.status_at = at
 
 
 @dataclass
@@ -86,6 +170,7 @@ class _Node:
     admin_epoch: int = 0
     failure_reason: str = ""
     failed_at: float | None = None
+    runtime: NodeRuntime = field(default_factory=NodeRuntime)
 
 
 class Registry:
@@ -106,6 +191,8 @@ class Registry:
         self.models = list(models)
         self.state_delay = state_delay
         self.epoch = epoch
+        self.epoch_clock: EpochClock | None = None  # set by the Simulator (latest)
+        self.participant_state = "ACTIVE_PARTICIPATING"
         self._clock = clock
         self._nodes: dict[str, _Node] = {}
         self._saved: list[dict[str, Any]] = []
@@ -115,12 +202,24 @@ class Registry:
     def legacy(self) -> bool:
         return self.generation == LEGACY
 
+    def now(self) -> float:
+        return self._clock()
+
     def reset(self) -> None:
         self._nodes.clear()
         self._saved.clear()
         self._next_num = 1
 
     # -- reads ------------------------------------------------------------------------------------
+
+    def node_ids(self) -> list[str]:
+        return list(self._nodes)
+
+    def get(self, node_id: str) -> _Node | None:
+        return self._nodes.get(node_id)
+
+    def by_num(self, node_num: int) -> _Node | None:
+        return next((n for n in self._nodes.values() if n.node_num == node_num), None)
 
     def entries(self) -> list[dict[str, Any]]:
         """The `GET nodes` answer."""
@@ -129,9 +228,8 @@ class Registry:
         for node in self._nodes.values():
             body = {**node.config, "node_num": node.node_num}
             entry: dict[str, Any] = {"node": body, "state": self._state(node, now)}
-            if not self.legacy:  # later versions add fields a client must ignore
-                body["version"] = ""
-                entry["onboarding"] = {"participant_state": "ACTIVE", "user_message": ""}
+            if not self.legacy:
+                entry["onboarding"] = self._onboarding(node)
             out.append(entry)
         return out
 
@@ -140,6 +238,27 @@ class Registry:
         return [dict(c) for c in self._saved]
 
     def _state(self, node: _Node, now: float) -> dict[str, Any]:
+        if self.legacy:
+            return self._legacy_state(node, now)
+        rt = node.runtime
+        models = list(node.config["models"])
+        return {
+            "intended_status": rt.intended_status,
+            "current_status": rt.current_status,
+            "poc_intended_status": rt.poc_intended_status,
+            "poc_current_status": rt.poc_current_status,
+            "lock_count": 0,
+            "failure_reason": rt.failure_reason,
+            "status_timestamp": _timestamp(rt.status_at or node.since),
+            "admin_state": {"enabled": node.enabled, "epoch": node.admin_epoch},
+            "epoch_models": {m: {"id": m} for m in models},
+            "epoch_ml_nodes": {m: dict(v) for m, v in rt.epoch_ml_nodes.items()},
+            "ml_node_version": rt.ml_node_version,
+            "poc_validation_inference": False,
+            "preserved_models": None,
+        }
+
+    def _legacy_state(self, node: _Node, now: float) -> dict[str, Any]:
         if node.failed_at is not None:
             current, changed = "FAILED", node.failed_at
         elif now - node.since >= self.state_delay:
@@ -148,7 +267,7 @@ class Registry:
             current, changed = "UNKNOWN", node.since
         models = list(node.config["models"])
         serving = current == "INFERENCE"
-        state: dict[str, Any] = {
+        return {
             "intended_status": "INFERENCE",
             "current_status": current,
             "poc_intended_status": "IDLE",
@@ -165,9 +284,32 @@ class Registry:
             if serving
             else None,
         }
-        if not self.legacy:
-            state |= {"ml_node_version": "3.0.12", "poc_validation_inference": False}
-        return state
+
+    def _onboarding(self, node: _Node) -> dict[str, Any]:
+        """`onboarding` of a `GET nodes` item (after v0.2.14, admin `onboarding_response.go`; the
+        mapping from the entry's state to `mlnode_state` is the stand-in's reading of it)."""
+        rt = node.runtime
+        timing = self.epoch_clock.timing() if self.epoch_clock is not None else {}
+        weight = sum(int(v.get("poc_weight", 0)) for v in rt.epoch_ml_nodes.values())
+        if rt.current_status == "FAILED":
+            state, message = "TEST_FAILED", f"ML node is not working: {rt.failure_reason}"
+            guidance = "Check that the ML node answers on its PoC port (through its proxy) and restart it."
+        elif rt.current_status in ("INFERENCE", "POC") and weight == 0:
+            state, message = "WAITING_FOR_POC", "ML node is ready and waits for the next PoC"
+            guidance = "Keep the ML node online until the PoC starts."
+        elif rt.current_status in ("INFERENCE", "POC"):
+            state, message = "WAITING_FOR_POC", f"ML node has PoC weight {weight}"
+            guidance = ""
+        else:
+            state, message = "TESTING", "ML node is being checked"
+            guidance = "Wait for the check to finish."
+        return {
+            "participant_state": self.participant_state,
+            "mlnode_state": state,
+            "timing": timing,
+            "user_message": message,
+            "guidance": guidance,
+        }
 
     # -- writes -----------------------------------------------------------------------------------
 
@@ -208,19 +350,23 @@ class Registry:
         if node is None:
             raise ApiError(404, f"node not found: {node_id}")
         node.enabled = enabled
-        node.admin_epoch = self.epoch
+        node.admin_epoch = self.epoch_clock.epoch_index if self.epoch_clock is not None else self.epoch
 
     def fail(self, node_id: str, reason: str) -> None:
         node = self._nodes.get(node_id)
         if node is None:
             raise ApiError(404, f"node not found: {node_id}")
         node.failed_at, node.failure_reason = self._clock(), reason
+        node.runtime.forced = True
+        node.runtime.set("FAILED", None, self._clock(), reason)
 
     def recover(self, node_id: str) -> None:
         node = self._nodes.get(node_id)
         if node is None:
             raise ApiError(404, f"node not found: {node_id}")
         node.failed_at, node.failure_reason, node.since = None, "", self._clock()
+        node.runtime = NodeRuntime(ml_node_version=node.runtime.ml_node_version,
+                                   joined_poc_start=node.runtime.joined_poc_start)
 
     def _register_legacy(self, config: dict[str, Any]) -> dict[str, Any]:
         if any(m not in self.models for m in config["models"]):
@@ -232,38 +378,48 @@ class Registry:
         return config
 
     def _register_latest(self, config: dict[str, Any]) -> dict[str, Any]:
-        self._validate(config)
-        old = self._nodes.get(config["id"])
+        old = self._nodes.get(config["id"]) if config["id"].strip() else None
         if old is None:
-            self._nodes[config["id"]] = _Node(config, self._take_num(), self._clock())
-        elif old.config != config:
-            old.config, old.since = config, self._clock()  # the ML node is reconfigured
-            old.failed_at, old.failure_reason = None, ""
+            try:
+                self._validate(config, exclude=config["id"])
+                config["models"] = {m: v for m, v in config["models"].items() if m in self.models}
+                if not config["models"]:
+                    raise ApiError(400, f"node {config['id']} has no governance-valid models")
+            except ApiError as exc:
+                raise ApiError(400, f"failed to create node: {exc}") from exc
+            node = _Node(config, self._take_num(), self._clock())
+            clock = self.epoch_clock
+            if clock is not None:
+                node.admin_epoch = clock.epoch_index
+                clock.sync()
+                node.runtime.joined_poc_start = clock.poc_start + (clock.epoch_length if clock.in_poc_window else 0)
+            self._nodes[config["id"]] = node
+        else:
+            try:
+                self._validate(config, exclude=config["id"])
+                for model in config["models"]:
+                    if model not in self.models:
+                        raise ApiError(500, f"model {model} is not a valid governance model")
+            except ApiError as exc:
+                raise ApiError(500, f"failed to update node: {exc}") from exc
+            if old.config != config:
+                old.config = config  # runtime state is kept (UpdateNode preserves it)
         self._sync_saved()
         return config
 
-    def _validate(self, c: dict[str, Any]) -> None:
-        if not c["id"].strip():
-            raise ApiError(400, "node id is required")
-        if not c["host"].strip():
-            raise ApiError(400, "node host is required")
-        for port in ("inference_port", "poc_port"):
-            if not 1 <= c[port] <= 65535:
-                raise ApiError(400, f"{port} must be between 1 and 65535, got {c[port]}")
-        if c["max_concurrent"] <= 0:
-            raise ApiError(400, f"max_concurrent must be greater than 0, got {c['max_concurrent']}")
-        if not c["models"]:
-            raise ApiError(400, "at least one model is required")
-        for other in self._nodes.values():
-            o = other.config
-            if o["id"] == c["id"] or o["host"] != c["host"]:
-                continue
-            clash = {c["inference_port"], c["poc_port"]} & {o["inference_port"], o["poc_port"]}
-            if clash:
-                raise ApiError(400, f"host {c['host']}:{min(clash)} is already used by node {o['id']}")
-        for model in c["models"]:
-            if model not in self.models:
-                raise ApiError(400, f"failed to create node: model {model} is not approved by governance")
+    def _validate(self, c: dict[str, Any], exclude: str) -> None:
+        """`Broker.validateInferenceNode`: basic checks + host+port duplicates, one joined message."""
+        errors = basic_errors(c)
+        for kind, port in (("inference", "inference_port"), ("PoC", "poc_port")):
+            for other_id, other in self._nodes.items():
+                if other_id == exclude:
+                    continue
+                if other.config["host"] == c["host"] and other.config[port] == c[port]:
+                    errors.append(f"duplicate {kind} host+port combination: {c['host']}:{c[port]} "
+                                  f"(already used by node '{other_id}')")
+                    break
+        if errors:
+            raise ApiError(400, "validation failed: " + "; ".join(errors))
 
     def _take_num(self) -> int:
         self._next_num += 1
