@@ -50,10 +50,18 @@ def render_manifest(docs: list[dict[str, Any]], cluster_domain: str = "cluster.l
     return out
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Objects that share a sub-dict (labels, selectors) are written out in full: no &id001/*id001,
+    which a reviewer of a GitOps pull request cannot read."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def _render(path: str, cluster_domain: str) -> int:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     objs = render_manifest(list(yaml.safe_load_all(text)), cluster_domain)
-    sys.stdout.write("---\n".join(yaml.safe_dump(o, sort_keys=False) for o in objs))
+    sys.stdout.write("---\n".join(yaml.dump(o, Dumper=_NoAliases, sort_keys=False) for o in objs))
     return 0
 
 

@@ -150,13 +150,31 @@ def inference_node_crd() -> Schema:
         "create a new InferenceNode instead",
         "fieldPath": ".spec.nodeId",
     }
+    move = ("the ML node is registered with that network node; to move it, delete the InferenceNode "
+            "(which deregisters it there) and create it again")
+    ref_immutable = {
+        "rule": "has(self.spec.networkNodeRef) == has(oldSelf.spec.networkNodeRef) && "
+        "(!has(self.spec.networkNodeRef) || self.spec.networkNodeRef.name == oldSelf.spec.networkNodeRef.name)",
+        "message": f"spec.networkNodeRef is immutable: {move}",
+        "fieldPath": ".spec.networkNodeRef",
+    }
+    url_immutable = {
+        "rule": "has(self.spec.adminURL) == has(oldSelf.spec.adminURL) && "
+        "(!has(self.spec.adminURL) || self.spec.adminURL == oldSelf.spec.adminURL)",
+        "message": f"spec.adminURL is immutable: {move}",
+        "fieldPath": ".spec.adminURL",
+    }
     return _crd(
         "InferenceNode", "inferencenodes", ["gin", "mlnode"], InferenceNodeSpec, InferenceNodeStatus,
         [{"name": "Model", "type": "string", "jsonPath": ".spec.model"},
          {"name": "GPUs", "type": "integer", "jsonPath": ".spec.gpus"},
          _condition_column("Ready", "Ready"),
-         {"name": "Registry", "type": "string", "jsonPath": ".status.registry.currentStatus"}, _AGE],
-        [_NAME_RULE, node_id_immutable],
+         {"name": "Registry", "type": "string", "jsonPath": ".status.registry.currentStatus"},
+         {"name": "Phase", "type": "string", "jsonPath": ".status.registry.onboarding.phase",
+          "description": "Epoch phase the api reports (PoCGenerate … Inference)."},
+         {"name": "Weight", "type": "number", "jsonPath": ".status.registry.pocWeight",
+          "description": "PoC weight of the node in the current epoch."}, _AGE],
+        [_NAME_RULE, node_id_immutable, ref_immutable, url_immutable],
         "A Gonka inference (ML) node: an mlnode/vLLM workload on GPUs, or an external ML node, "
         "registered in its network node's admin registry.",
     )

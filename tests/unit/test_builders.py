@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pytest
+
 from gonka_operator.builders import inference_node as inb
+from gonka_operator.builders import mlnode_proxy
 from gonka_operator.builders import network_node as nnb
 from gonka_operator.builders.common import Owner
 from gonka_operator.builders.policies import inference_node_policy, network_node_policies
-from gonka_operator.models.inference_node import InferenceNodeSpec
-from gonka_operator.models.network_node import NetworkNodeSpec
+from gonka_operator.models.inference_node import DEFAULT_MLNODE_IMAGE, DEFAULT_PROXY_IMAGE, InferenceNodeSpec
+from gonka_operator.models.network_node import NetworkNodeImages, NetworkNodeSpec
 
 NN_OWNER = Owner("NetworkNode", "gonka", "hosts", "uid-nn")
 IN_OWNER = Owner("InferenceNode", "ml-a", "hosts", "uid-in")
@@ -77,7 +81,8 @@ def test_pvcs_are_not_owned_so_they_survive_deletion() -> None:
 def test_services_public_and_private_ports() -> None:
     services = {s["metadata"]["name"]: s for s in nnb.build_services(NN_OWNER, nn_spec())}
     assert services["gonka-api"]["spec"]["type"] == "ClusterIP"
-    assert {p["port"] for p in services["gonka-api"]["spec"]["ports"]} == {9000, 9100, 9200, 9300}
+    # 9300 is not published: nothing uses it and the NetworkPolicy closes it
+    assert {p["port"] for p in services["gonka-api"]["spec"]["ports"]} == {9000, 9100, 9200}
     assert services["gonka-chain"]["spec"]["type"] == "ClusterIP"
     assert services["gonka-p2p"]["spec"]["type"] == "LoadBalancer"
     assert services["gonka-p2p"]["spec"]["ports"][0]["targetPort"] == 26656
@@ -94,17 +99,67 @@ def test_proxy_maps_compose_names_to_service_ips() -> None:
 
 
 def test_network_policies_close_admin_and_callback() -> None:
-    policies = network_node_policies(NN_OWNER, {"app.kubernetes.io/name": "gonka-operator"})
+    policies = network_node_policies(NN_OWNER, {"app.kubernetes.io/name": "gonka-operator"}, "gonka-system")
     node = policies[0]["spec"]["ingress"]
     by_port = {p["port"]: rule.get("from") for rule in node for p in rule["ports"]}
     assert by_port[26656] is None  # public
-    assert by_port[9200] == [{"namespaceSelector": {},
+    # namespace AND labels in ONE peer: a pod with copied labels in another namespace does not match
+    assert by_port[9200] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}},
                               "podSelector": {"matchLabels": {"app.kubernetes.io/name": "gonka-operator"}}}]
     assert by_port[9100][0]["podSelector"]["matchLabels"] == {"app.kubernetes.io/component": "mlnode",
                                                               "gonka.ai/network-node": "gonka"}
+    assert 9300 not in by_port
+
+
+def test_admin_port_is_closed_to_every_pod_without_a_known_operator_namespace() -> None:
+    node = network_node_policies(NN_OWNER, {"app.kubernetes.io/name": "gonka-operator"})[0]["spec"]["ingress"]
+    assert 9200 not in {p["port"] for rule in node for p in rule["ports"]}
+    assert all(rule.get("from") != [] for rule in node)  # no rule opened to everyone by accident
+
+
+def test_ml_policy_opens_only_the_proxy_ports_to_the_api_pod() -> None:
     ml = inference_node_policy(IN_OWNER, "gonka")["spec"]
-    assert ml["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == nnb.node_selector("gonka")
-    assert {p["port"] for p in ml["ingress"][0]["ports"]} == {5000, 8080}
+    assert ml["podSelector"]["matchLabels"] == inb.pod_selector("ml-a")
+    [rule] = ml["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": nnb.node_selector("gonka")}}]
+    assert {p["port"] for p in rule["ports"]} == {mlnode_proxy.MANAGEMENT_LISTEN, mlnode_proxy.INFERENCE_LISTEN}
+    assert not {5000, 8080} & {p["port"] for p in rule["ports"]}  # mlnode's raw ports stay closed
+
+
+def test_ml_policy_in_admin_url_mode_allows_only_the_configured_peers() -> None:
+    spec = InferenceNodeSpec.model_validate({
+        "adminURL": "http://10.0.0.5:9200", "model": "m", "hfCache": {"size": "1Gi"},
+        "allowedFrom": [{"cidr": "192.168.10.0/24"}, {"namespaceSelector": {"kubernetes.io/metadata.name": "hosts"},
+                                                      "podSelector": {"app": "api"}}]})
+    [rule] = inference_node_policy(IN_OWNER, None, spec.allowed_from)["spec"]["ingress"]
+    assert rule["from"] == [{"ipBlock": {"cidr": "192.168.10.0/24"}},
+                            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "hosts"}},
+                             "podSelector": {"matchLabels": {"app": "api"}}}]
+    assert inference_node_policy(IN_OWNER, None, [])["spec"]["ingress"] == []  # no peer: nothing gets in
+
+
+def test_no_gonka_workload_mounts_a_service_account_token() -> None:
+    spec = nn_spec(explorer={"enabled": True})
+    ep = nnb.endpoints("gonka", "hosts", spec, "cluster.local")
+    workloads = [nnb.build_statefulset(NN_OWNER, spec, ep), nnb.build_proxy(NN_OWNER, spec, {}),
+                 nnb.build_explorer(NN_OWNER, spec), inb.build_deployment(IN_OWNER, in_spec(), "gonka"),
+                 inb.build_deployment(IN_OWNER, in_spec(), None)]
+    for workload in workloads:
+        assert workload["spec"]["template"]["spec"]["automountServiceAccountToken"] is False, workload["metadata"]
+
+
+def test_current_defaults() -> None:
+    images = NetworkNodeImages()
+    assert (images.node, images.api, images.tmkms, images.proxy) == (
+        "ghcr.io/product-science/inferenced:0.2.14", "ghcr.io/product-science/api:0.2.14",
+        "ghcr.io/product-science/tmkms-softsign-with-keygen:0.2.14", "ghcr.io/product-science/proxy:0.2.14")
+    pod = inb.build_deployment(IN_OWNER, in_spec(), "gonka")["spec"]["template"]["spec"]
+    assert [c["image"] for c in pod["containers"]] == [DEFAULT_MLNODE_IMAGE, DEFAULT_PROXY_IMAGE]
+    assert DEFAULT_MLNODE_IMAGE.startswith("ghcr.io/gonka-ai/mlnode:3.0.") and DEFAULT_PROXY_IMAGE == "nginx:1.28.0"
+    major, minor, patch = (int(x) for x in re.findall(r"\d+", DEFAULT_MLNODE_IMAGE.split(":")[1])[:3])
+    assert (major, minor, patch) >= (3, 0, 13)  # PoC v2 needs 3.0.12-post3 or later
+    proxy = nnb.build_proxy(NN_OWNER, nn_spec(), {})["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(proxy)["GONKA_API_PORT"] == "9000" and env_of(proxy)["DISABLE_DEVSHARD_PROXY"] == "true"
 
 
 def test_user_env_overrides_fixed_env() -> None:
@@ -125,15 +180,52 @@ def test_gpu_deployment_shape() -> None:
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H200"}
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Gi"}} in pod["volumes"]
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/api/v1/state", "port": 8080}
+        assert c[probe]["httpGet"] == {"path": "/api/v1/state", "port": 8080}  # mlnode itself, not the proxy
     assert c["startupProbe"]["periodSeconds"] * c["startupProbe"]["failureThreshold"] >= 3600
-    assert env_of(c)["HF_HUB_OFFLINE"] == "true"
+    assert "HF_HUB_OFFLINE" not in env_of(c)  # v0.2.14's compose no longer sets it
     assert dep["spec"]["template"]["metadata"]["labels"]["gonka.ai/network-node"] == "gonka"
 
 
-def test_service_maps_5050_to_5000_and_8080() -> None:
+def test_proxy_container_beside_mlnode() -> None:
+    pod = inb.build_deployment(IN_OWNER, in_spec(proxy={"image": "mirror.example/nginx:1.28.0"}), "gonka")
+    pod = pod["spec"]["template"]["spec"]
+    mlnode, proxy = pod["containers"]
+    assert proxy["image"] == "mirror.example/nginx:1.28.0"
+    assert {p["containerPort"] for p in proxy["ports"]} == {18080, 15050}
+    assert {p["containerPort"] for p in mlnode["ports"]} == {8080}  # nginx never listens on mlnode's port
+    assert proxy["command"][0] == "nginx" and "-p" in proxy["command"] and "-e" in proxy["command"]
+    sec = proxy["securityContext"]
+    assert sec["runAsNonRoot"] is True and sec["readOnlyRootFilesystem"] is True and sec["capabilities"] == {
+        "drop": ["ALL"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["proxy-config"]["configMap"]["name"] == "gonka-ml-proxy"  # the NetworkNode's, shared
+    assert "emptyDir" in volumes["proxy-run"]
+    mounts = {m["mountPath"] for m in proxy["volumeMounts"]}
+    assert {"/etc/gonka-mlnode-proxy", "/var/run/gonka-mlnode-proxy"} == mounts
+    assert proxy["resources"]["limits"]["memory"] == "256Mi"
+
+
+def test_proxy_config_maps_shared_per_network_node_or_own_in_admin_url_mode() -> None:
+    shared = nnb.build_mlnode_proxy_config(NN_OWNER)
+    assert shared["metadata"]["name"] == "gonka-ml-proxy"
+    assert shared["metadata"]["ownerReferences"][0]["kind"] == "NetworkNode"
+    assert shared["data"]["nginx.conf"] == mlnode_proxy.render_nginx_conf(
+        upstream="127.0.0.1:8080", management_listen=18080, inference_listen=15050)
+    own = inb.build_proxy_config(IN_OWNER)
+    assert own["metadata"]["name"] == "ml-a-mlnode-proxy" != shared["metadata"]["name"]
+    assert own["metadata"]["ownerReferences"][0]["uid"] == "uid-in"
+    assert own["data"] == shared["data"]
+    pod = inb.build_deployment(IN_OWNER, in_spec(), None)["spec"]["template"]["spec"]
+    assert {v["name"]: v for v in pod["volumes"]}["proxy-config"]["configMap"]["name"] == "ml-a-mlnode-proxy"
+
+
+def test_service_sends_both_api_ports_to_the_proxy() -> None:
     svc = inb.build_service(IN_OWNER, "gonka")
-    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(5050, 5000), (8080, 8080)]
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(5050, "proxy-inference"),
+                                                                            (8080, "proxy-mgmt")]
+    proxy = inb.build_deployment(IN_OWNER, in_spec(), "gonka")["spec"]["template"]["spec"]["containers"][1]
+    named = {p["name"]: p["containerPort"] for p in proxy["ports"]}
+    assert (named["proxy-inference"], named["proxy-mgmt"]) == (15050, 18080)
 
 
 def test_registry_body_in_cluster() -> None:
@@ -147,6 +239,16 @@ def test_registry_body_in_cluster() -> None:
                                                    "--pipeline-parallel-size", "2"]}},
         "hardware": [{"type": "3080", "count": 8}],
     }
+
+
+def test_registry_body_carries_model_override() -> None:
+    spec = in_spec(modelOverride={"hfRepo": "host/custom-qwen", "hfCommit": "0123456789abcdef0123456789abcdef01234567"})
+    body = inb.registry_config("ml-a", "hosts", spec, "cluster.local").to_body()
+    assert body["models"] == {"Qwen/Qwen3-32B-FP8": {
+        "args": [], "model_override": {"hf_repo": "host/custom-qwen",
+                                       "hf_commit": "0123456789abcdef0123456789abcdef01234567"}}}
+    assert "model_override" not in inb.registry_config("ml-a", "hosts", in_spec(), "cluster.local").to_body()[
+        "models"]["Qwen/Qwen3-32B-FP8"]
 
 
 def test_registry_body_external() -> None:
@@ -164,3 +266,50 @@ def test_hf_cache_variants() -> None:
     assert inb.build_hf_cache_pvc(IN_OWNER, in_spec(hfCache={"hostPath": "/mnt/shared"})) is None
     dep = inb.build_deployment(IN_OWNER, in_spec(hfCache={"existingClaim": "shared"}), None)
     assert dep["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": "shared"}
+
+
+# -- the routing proxy's config (the real-nginx test is tests/integration, engineer A) ---------------
+
+CONF = mlnode_proxy.render_nginx_conf(upstream="127.0.0.1:8080", management_listen=18080, inference_listen=15050)
+
+
+def _server(conf: str, port: int) -> str:
+    start = conf.index(f"listen {port};")
+    end = conf.find("server {", start)
+    return conf[start:end if end != -1 else None]
+
+
+def test_proxy_conf_runs_as_a_plain_process() -> None:
+    assert "daemon off;" in CONF and "pid nginx.pid;" in CONF  # relative: under `nginx -p <dir>`
+    assert not re.search(r"^\s*user\s", CONF, re.M)
+    for temp in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        assert re.search(rf"^\s*{temp}_temp_path {temp}_temp;", CONF, re.M), temp
+    assert "server 127.0.0.1:8080;" in CONF
+
+
+def test_proxy_conf_strips_any_version_prefix_on_management_only() -> None:
+    management, inference = _server(CONF, 18080), _server(CONF, 15050)
+    for server in (management, inference):
+        assert "client_max_body_size      0;" in server
+        for timeout in ("connect", "send", "read"):
+            assert re.search(rf"proxy_{timeout}_timeout\s+24h;", server), timeout
+    assert "rewrite" not in inference and "proxy_pass http://mlnode;" in inference
+    pattern = re.compile(mlnode_proxy.VERSION_PREFIX_REGEX)
+    for path, rest in (("/v3.0.8/api/v1/state", "api/v1/state"), ("/v3.0.12-post3/api/v1/state", "api/v1/state"),
+                       ("/v4.1.0/", "")):
+        match = pattern.match(path)
+        assert match is not None and match.group(1) == rest, path
+    for path in ("/api/v1/state", "/v1/chat/completions", "/v1/models", "/health", "/v3.0.8"):
+        assert pattern.match(path) is None, path  # unprefixed paths (even mlnode's own /v1/…) pass unchanged
+    assert f'location ~ "{mlnode_proxy.VERSION_PREFIX_REGEX}"' in management
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"upstream": "", "management_listen": 1, "inference_listen": 2},
+    {"upstream": "h:1; evil", "management_listen": 1, "inference_listen": 2},
+    {"upstream": "h:1", "management_listen": 0, "inference_listen": 2},
+    {"upstream": "h:1", "management_listen": 3, "inference_listen": 3},
+])
+def test_proxy_conf_refuses_bad_input(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        mlnode_proxy.render_nginx_conf(**kwargs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,25 @@ def test_render_a_whole_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert kinds == ["Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "StatefulSet"]
     assert all(d["metadata"]["namespace"] == "default" for d in docs)
     assert not any(d["kind"] == "Secret" for d in docs), "the user's own Secret is not the operator's to render"
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.yaml")))
+def test_render_prints_no_yaml_anchors(example: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(EXAMPLES / example)]) == 0
+    out = capsys.readouterr().out
+    assert not re.search(r"[&*]id\d+", out), "render printed YAML anchors/aliases"
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    assert all("metadata" in d for d in docs)
+
+
+def test_render_ml_node_has_the_routing_proxy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "-f", str(EXAMPLES / "04-qwen3-32b-1xh100.yaml")]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert [c["name"] for c in deployment["spec"]["template"]["spec"]["containers"]] == ["mlnode", "proxy"]
+    service = next(d for d in docs if d["kind"] == "Service")
+    assert {p["port"]: p["targetPort"] for p in service["spec"]["ports"]} == {5050: "proxy-inference",
+                                                                            8080: "proxy-mgmt"}
 
 
 def test_render_external_node_has_no_objects(capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,4 +93,34 @@ def test_optional_union_becomes_plain_type_and_int_or_string() -> None:
 def test_inference_node_printer_columns() -> None:
     crd = next(c for c in all_crds() if c["spec"]["names"]["kind"] == "InferenceNode")
     names = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert names == ["Model", "GPUs", "Ready", "Registry", "Age"]
+    assert names == ["Model", "GPUs", "Ready", "Registry", "Phase", "Weight", "Age"]
+    columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Phase"]["jsonPath"] == ".status.registry.onboarding.phase"
+    assert (columns["Weight"]["jsonPath"], columns["Weight"]["type"]) == (".status.registry.pocWeight", "number")
+
+
+def test_status_registry_schema_holds_every_registry_status_key() -> None:
+    """status.registry keeps what registry_status() writes (the API server prunes unknown fields)."""
+    from datetime import UTC, datetime
+
+    from pydantic import TypeAdapter
+
+    from gonka_operator.admin import NodeEntry
+    from gonka_operator.registry_status import registry_status
+
+    crd = next(c for c in all_crds() if c["spec"]["names"]["kind"] == "InferenceNode")
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    registry = schema["registry"]["properties"]
+    entry = TypeAdapter(NodeEntry).validate_python({
+        "node": {"id": "a", "host": "h", "inference_port": 1, "poc_port": 2, "max_concurrent": 1},
+        "state": {"current_status": "INFERENCE", "intended_status": "INFERENCE", "poc_current_status": "IDLE",
+                  "failure_reason": "x", "admin_state": {"enabled": True}, "ml_node_version": "v3.0.8",
+                  "epoch_ml_nodes": {"m": {"poc_weight": 3}}},
+        "onboarding": {"participant_state": "ACTIVE_PARTICIPATING", "mlnode_state": "WAITING_FOR_POC",
+                       "timing": {"current_phase": "Inference", "seconds_until_next_poc": 60,
+                                  "should_be_online": True}, "user_message": "m", "guidance": "g"}})
+    block = registry_status(entry, datetime(2026, 1, 1, tzinfo=UTC))
+    assert set(block) | {"lastSeen"} == set(registry)
+    assert isinstance(block["onboarding"], dict)
+    assert set(block["onboarding"]) == set(registry["onboarding"]["properties"])
+    assert registry["pocWeight"]["type"] == "number"

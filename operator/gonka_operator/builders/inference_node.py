@@ -1,8 +1,19 @@
-"""InferenceNode → GPU Deployment + Service (+ a retained HF-cache PVC), and the registry body."""
+"""InferenceNode → GPU Deployment (mlnode + the routing nginx) + Service (+ a retained HF-cache
+PVC, + the nginx ConfigMap when no NetworkNode provides it), and the registry body.
+
+The api calls the ML node at `http://<Service>:8080/<ml-node version>/…` and `:5050/…`
+(REFERENCE.md §3). The Service sends both to the pod's nginx (builders/mlnode_proxy.py), which
+strips the version prefix on the management port and forwards to mlnode's 8080; probes go to
+mlnode's 8080 directly. The nginx config is the same for every ML node: an InferenceNode with a
+networkNodeRef mounts its NetworkNode's ConfigMap (`<networknode>-ml-proxy`, owned by the
+NetworkNode: no per-node write); one registered through adminURL has no NetworkNode and owns its
+own (`<name>-mlnode-proxy`).
+"""
 
 from __future__ import annotations
 
-from gonka_operator.admin.models import Hardware, InferenceNodeConfig, ModelArgs
+from gonka_operator.admin.models import Hardware, InferenceNodeConfig, ModelArgs, ModelOverride
+from gonka_operator.builders import mlnode_proxy
 from gonka_operator.builders.common import (
     CONTAINER_SECURITY,
     LABEL_COMPONENT,
@@ -20,11 +31,13 @@ from gonka_operator.builders.common import (
     scheduling,
     service_port,
 )
-from gonka_operator.models.inference_node import DEFAULT_MLNODE_IMAGE, InferenceNodeSpec
+from gonka_operator.builders.network_node import mlnode_proxy_config_name
+from gonka_operator.models.inference_node import DEFAULT_MLNODE_IMAGE, DEFAULT_PROXY_IMAGE, InferenceNodeSpec
 
 APP = "gonka-inference-node"
-INFERENCE_PORT, MANAGEMENT_PORT = 5000, 8080
+MANAGEMENT_PORT = 8080  # mlnode's one port (management, PoC and, since 3.0.7, inference)
 SERVICE_INFERENCE_PORT = 5050  # what upstream's nginx publishes; the registry gets this one
+SERVICE_MANAGEMENT_PORT = 8080
 DEFAULT_SHM = "16Gi"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -36,6 +49,20 @@ def workload_name(name: str) -> str:
 
 def hf_cache_pvc_name(name: str) -> str:
     return f"{name}-hf-cache"
+
+
+def shared_proxy_config_name(network_node: str) -> str:
+    """The NetworkNode's ConfigMap that all its ML pods mount."""
+    return mlnode_proxy_config_name(network_node)
+
+
+def own_proxy_config_name(name: str) -> str:
+    """The ConfigMap of an InferenceNode that has no NetworkNode (adminURL)."""
+    return f"{name}-mlnode-proxy"
+
+
+def proxy_config_name(name: str, network_node: str | None) -> str:
+    return shared_proxy_config_name(network_node) if network_node else own_proxy_config_name(name)
 
 
 def pod_labels(name: str, network_node: str | None) -> dict[str, str]:
@@ -69,11 +96,14 @@ def registry_config(name: str, namespace: str, spec: InferenceNodeSpec, cluster_
         host, inference_port, poc_port = spec.external.host, spec.external.inference_port, spec.external.poc_port
     else:
         host, inference_port, poc_port = (service_host(name, namespace, cluster_domain),
-                                          SERVICE_INFERENCE_PORT, MANAGEMENT_PORT)
+                                          SERVICE_INFERENCE_PORT, SERVICE_MANAGEMENT_PORT)
     hardware_type = spec.hardware_type or spec.gpu_product
+    override = (ModelOverride(hf_repo=spec.model_override.hf_repo, hf_commit=spec.model_override.hf_commit)
+                if spec.model_override else None)
     return InferenceNodeConfig(
         id=spec.node_id or name, host=host, inference_port=inference_port, poc_port=poc_port,
-        max_concurrent=spec.max_concurrent, models={spec.model: ModelArgs(args=vllm_args(spec))},
+        max_concurrent=spec.max_concurrent,
+        models={spec.model: ModelArgs(args=vllm_args(spec), model_override=override)},
         hardware=[Hardware(type=hardware_type, count=spec.gpus)] if hardware_type else [],
     )
 
@@ -102,7 +132,9 @@ def _hf_volume(owner: Owner, spec: InferenceNodeSpec) -> Obj:
 
 
 def _env(spec: InferenceNodeSpec) -> list[Obj]:
-    fixed = {"HF_HOME": "/root/.cache", "VLLM_ATTENTION_BACKEND": "FLASHINFER", "HF_HUB_OFFLINE": "true"}
+    # v0.2.14's docker-compose.mlnode.yml; HF_HUB_OFFLINE is gone there (mlnode >= 3.0.10 may download
+    # weights itself). Pre-downloading into the cache is still advised (REFERENCE.md §3).
+    fixed = {"HF_HOME": "/root/.cache", "VLLM_ATTENTION_BACKEND": "FLASHINFER"}
     env = env_list(fixed, spec.env)
     if spec.hf_token_secret_ref:
         ref = spec.hf_token_secret_ref
@@ -110,21 +142,35 @@ def _env(spec: InferenceNodeSpec) -> list[Obj]:
     return env
 
 
+def _proxy_resources(spec: InferenceNodeSpec) -> Obj:
+    res = spec.proxy.resources if spec.proxy else None
+    if res is None:
+        return {"requests": dict(mlnode_proxy.DEFAULT_REQUESTS), "limits": dict(mlnode_proxy.DEFAULT_LIMITS)}
+    return resources(res)
+
+
+def build_proxy_config(owner: Owner) -> Obj:
+    """The nginx ConfigMap of an InferenceNode without NetworkNode (see the module docstring)."""
+    return mlnode_proxy.config_map(own_proxy_config_name(owner.name), owner,
+                                   labels(APP, owner.name, "mlnode-proxy", **{LABEL_INFERENCE_NODE: owner.name}))
+
+
 def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None) -> Obj:
-    """One mlnode pod on `gpus` GPUs. Recreate: a new pod never starts before the old one released
-    its GPUs (two pods of one ML node would fight over them and over the registry id)."""
+    """One mlnode pod on `gpus` GPUs, with the routing nginx beside it. Recreate: a new pod never
+    starts before the old one released its GPUs (two pods of one ML node would fight over them and
+    over the registry id)."""
     state = http_probe(MANAGEMENT_PORT, "/api/v1/state", period=10, failures=3)
     container = {
         "name": "mlnode", "image": spec.image or DEFAULT_MLNODE_IMAGE,
         "command": ["uvicorn", "api.app:app", "--host=0.0.0.0", f"--port={MANAGEMENT_PORT}"],
         "env": _env(spec),
-        "ports": [{"name": "inference", "containerPort": INFERENCE_PORT, "protocol": "TCP"},
-                  {"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "management", "containerPort": MANAGEMENT_PORT, "protocol": "TCP"}],
         "resources": resources(spec.resources, **{GPU_RESOURCE: str(spec.gpus)}),
         "volumeMounts": [{"name": "hf-cache", "mountPath": "/root/.cache"},
                          {"name": "dshm", "mountPath": "/dev/shm"}],
-        # Never probe 5000: it answers only while vLLM runs, and the network node starts/stops vLLM.
-        # Model loading takes 10–60 min cold: the startupProbe allows 60 min before liveness applies.
+        # Probes go to mlnode itself, never through the proxy, and never to inference (it answers only
+        # while vLLM runs, and the network node starts/stops vLLM). Model loading takes 10–60 min cold:
+        # the startupProbe allows 60 min before liveness applies.
         "startupProbe": http_probe(MANAGEMENT_PORT, "/api/v1/state", period=10, failures=360),
         "livenessProbe": http_probe(MANAGEMENT_PORT, "/api/v1/state", period=30, failures=5),
         "readinessProbe": state,
@@ -132,13 +178,16 @@ def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | 
     }
     node_selector = {GPU_PRODUCT_LABEL: spec.gpu_product} if spec.gpu_product else {}
     gpu_toleration = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    proxy_image = (spec.proxy.image if spec.proxy else None) or DEFAULT_PROXY_IMAGE
     pod_spec: Obj = {
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # neither mlnode nor nginx talks to the Kubernetes API
         "securityContext": POD_SECURITY,
         "terminationGracePeriodSeconds": 60,
-        "containers": [container],
+        "containers": [container, mlnode_proxy.container(proxy_image, _proxy_resources(spec))],
         "volumes": [_hf_volume(owner, spec),
-                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size or DEFAULT_SHM)}}],
+                    {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size or DEFAULT_SHM)}},
+                    *mlnode_proxy.volumes(proxy_config_name(owner.name, network_node))],
         **scheduling(spec.scheduling, node_selector, gpu_toleration),
     }
     template_labels = pod_labels(owner.name, network_node)
@@ -152,10 +201,11 @@ def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | 
 
 
 def build_service(owner: Owner, network_node: str | None) -> Obj:
+    """The ports the api calls, both onto the pod's nginx (upstream's compose publishes the same pair)."""
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": metadata(workload_name(owner.name), owner, pod_labels(owner.name, network_node)),
         "spec": {"type": "ClusterIP", "selector": pod_selector(owner.name),
-                 "ports": [service_port("inference", SERVICE_INFERENCE_PORT, INFERENCE_PORT),
-                           service_port("management", MANAGEMENT_PORT, MANAGEMENT_PORT)]},
+                 "ports": [service_port("inference", SERVICE_INFERENCE_PORT, mlnode_proxy.INFERENCE_PORT_NAME),
+                           service_port("management", SERVICE_MANAGEMENT_PORT, mlnode_proxy.MANAGEMENT_PORT_NAME)]},
     }

@@ -22,6 +22,8 @@ land under nginx's prefix (`nginx -p <dir>`), which the pod points at a writable
 
 from __future__ import annotations
 
+from gonka_operator.builders.common import Obj, Owner, metadata
+
 # One version segment: "/v" + major "." + anything up to the next slash; the rest is captured.
 VERSION_PREFIX_REGEX = r"^/v[0-9]+\.[0-9]+[^/]*/(.*)$"
 
@@ -98,3 +100,56 @@ http {{
     }}
 }}
 """
+
+
+# -- the proxy in the InferenceNode pod -------------------------------------------------------------
+#
+# The pod shares one network namespace: mlnode listens on 8080, so nginx listens on other ports and
+# the Service maps the api-facing ports onto them (8080 -> MANAGEMENT_LISTEN, 5050 -> INFERENCE_LISTEN).
+# Probes keep going to mlnode's own 8080.
+
+MLNODE_UPSTREAM = "127.0.0.1:8080"
+MANAGEMENT_LISTEN, INFERENCE_LISTEN = 18080, 15050
+MANAGEMENT_PORT_NAME, INFERENCE_PORT_NAME = "proxy-mgmt", "proxy-inference"
+CONFIG_KEY = "nginx.conf"
+CONFIG_DIR, RUN_DIR = "/etc/gonka-mlnode-proxy", "/var/run/gonka-mlnode-proxy"
+CONFIG_VOLUME, RUN_VOLUME = "proxy-config", "proxy-run"
+NGINX_UID = 101  # the `nginx` user of the nginx image
+DEFAULT_REQUESTS = {"cpu": "50m", "memory": "32Mi"}
+DEFAULT_LIMITS = {"memory": "256Mi"}
+
+
+def pod_config() -> str:
+    """The config every ML pod runs: identical for all of them (so one ConfigMap can serve many)."""
+    return render_nginx_conf(upstream=MLNODE_UPSTREAM, management_listen=MANAGEMENT_LISTEN,
+                             inference_listen=INFERENCE_LISTEN)
+
+
+def config_map(name: str, owner: Owner, obj_labels: dict[str, str]) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata(name, owner, obj_labels),
+            "data": {CONFIG_KEY: pod_config()}}
+
+
+def container(image: str, resources: Obj) -> Obj:
+    """nginx as a plain non-root process: config from the ConfigMap, pid/temp files in an emptyDir."""
+    tcp = {"tcpSocket": {"port": MANAGEMENT_PORT_NAME}, "timeoutSeconds": 5}
+    return {
+        "name": "proxy", "image": image,
+        "command": ["nginx", "-p", f"{RUN_DIR}/", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}", "-e", "stderr"],
+        "ports": [{"name": MANAGEMENT_PORT_NAME, "containerPort": MANAGEMENT_LISTEN, "protocol": "TCP"},
+                  {"name": INFERENCE_PORT_NAME, "containerPort": INFERENCE_LISTEN, "protocol": "TCP"}],
+        "resources": resources,
+        "volumeMounts": [{"name": CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": RUN_VOLUME, "mountPath": RUN_DIR}],
+        "readinessProbe": {**tcp, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**tcp, "periodSeconds": 30, "failureThreshold": 5},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": NGINX_UID, "runAsGroup": NGINX_UID,
+                            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def volumes(config_map_name: str) -> list[Obj]:
+    return [{"name": CONFIG_VOLUME, "configMap": {"name": config_map_name,
+                                                  "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+            {"name": RUN_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gonka_operator.builders import mlnode_proxy
 from gonka_operator.builders.common import (
     CONTAINER_SECURITY,
     LABEL_COMPONENT,
@@ -32,7 +33,9 @@ from gonka_operator.models.network_node import ExposedPort, NetworkNodeSpec
 
 APP = "gonka-network-node"
 P2P_PORT, RPC_PORT, TMKMS_PORT, REST_PORT, GRPC_PORT = 26656, 26657, 26658, 1317, 9090
-PUBLIC_API_PORT, CALLBACK_PORT, ADMIN_PORT, ML_GRPC_PORT = 9000, 9100, 9200, 9300
+# 9300 (the api's ML gRPC port in the 2025-08 files) is neither published by upstream's compose nor
+# used by any ML node: not declared, not in the Service, closed by the NetworkPolicy.
+PUBLIC_API_PORT, CALLBACK_PORT, ADMIN_PORT = 9000, 9100, 9200
 PROXY_PORT, EXPLORER_PORT = 80, 5173
 DEFAULT_P2P_SERVICE_PORT, DEFAULT_PROXY_SERVICE_PORT = 5000, 8000
 
@@ -142,7 +145,7 @@ def _service(name: str, owner: Owner, component: str, selector: dict[str, str], 
 
 
 def build_services(owner: Owner, spec: NetworkNodeSpec) -> list[Obj]:
-    """Public: P2P and proxy. Private (ClusterIP): api (9000/9100/9200/9300) and chain (for the proxy)."""
+    """Public: P2P and proxy. Private (ClusterIP): api (9000/9100/9200) and chain (for the proxy)."""
     names, nn = Names(owner.name), owner.name
     p2p, proxy = spec.exposure.p2p, spec.exposure.proxy
     services = [
@@ -154,8 +157,7 @@ def build_services(owner: Owner, spec: NetworkNodeSpec) -> list[Obj]:
         _service(names.api_service, owner, "api", node_selector(nn),
                  [service_port("public-api", PUBLIC_API_PORT, PUBLIC_API_PORT),
                   service_port("ml-callback", CALLBACK_PORT, CALLBACK_PORT),
-                  service_port("admin", ADMIN_PORT, ADMIN_PORT),
-                  service_port("ml-grpc", ML_GRPC_PORT, ML_GRPC_PORT)]),
+                  service_port("admin", ADMIN_PORT, ADMIN_PORT)]),
         _service(names.chain_service, owner, "chain", node_selector(nn),
                  [service_port("rpc", RPC_PORT, RPC_PORT), service_port("rest", REST_PORT, REST_PORT),
                   service_port("grpc", GRPC_PORT, GRPC_PORT)]),
@@ -223,8 +225,7 @@ def build_statefulset(owner: Owner, spec: NetworkNodeSpec, ep: Endpoints) -> Obj
     api = {
         "name": "api", "image": spec.images.api,
         "env": [*env_list(_api_env(spec, ep), spec.env.api), password_env],
-        "ports": _ports(public_api=PUBLIC_API_PORT, ml_callback=CALLBACK_PORT, admin=ADMIN_PORT,
-                        ml_grpc=ML_GRPC_PORT),
+        "ports": _ports(public_api=PUBLIC_API_PORT, ml_callback=CALLBACK_PORT, admin=ADMIN_PORT),
         "volumeMounts": [_volume_mount("inference", "/root/.inference"), _volume_mount("dapi", "/root/.dapi")],
         "resources": resources(spec.resources.api),
         # The api opens its ports only after it reached the chain and found its key.
@@ -242,6 +243,7 @@ def build_statefulset(owner: Owner, spec: NetworkNodeSpec, ep: Endpoints) -> Obj
     }
     pod_spec: Obj = {
         "enableServiceLinks": False,
+        "automountServiceAccountToken": False,  # node, api and tmkms never call the Kubernetes API
         # The images expect the compose service names `node` and `api`; in one pod both are localhost.
         "hostAliases": [{"ip": "127.0.0.1", "hostnames": ["node", "api", "tmkms"]}],
         "securityContext": POD_SECURITY,
@@ -271,7 +273,11 @@ def build_proxy(owner: Owner, spec: NetworkNodeSpec, service_ips: dict[str, str]
     aliases = [{"ip": service_ips[svc], "hostnames": [host]}
                for svc, host in ((names.api_service, "api"), (names.chain_service, "node"),
                                  (names.explorer, "explorer")) if service_ips.get(svc)]
-    env = {"API_PORT": str(PUBLIC_API_PORT), "CHAIN_RPC_PORT": str(RPC_PORT), "CHAIN_API_PORT": str(REST_PORT),
+    # API_PORT for the 2025-08 image; GONKA_API_PORT, NGINX_MODE and DISABLE_DEVSHARD_PROXY (no versiond
+    # here: the proxy must not wait for one) for v0.2.14's (its deploy/join/docker-compose.yml and
+    # proxy/entrypoint.sh).
+    env = {"API_PORT": str(PUBLIC_API_PORT), "GONKA_API_PORT": str(PUBLIC_API_PORT), "NGINX_MODE": "http",
+           "DISABLE_DEVSHARD_PROXY": "true", "CHAIN_RPC_PORT": str(RPC_PORT), "CHAIN_API_PORT": str(REST_PORT),
            "CHAIN_GRPC_PORT": str(GRPC_PORT), "DASHBOARD_PORT": str(EXPLORER_PORT)}
     pod_labels = labels(APP, nn, "proxy", **{LABEL_NETWORK_NODE: nn})
     container = {
@@ -287,8 +293,9 @@ def build_proxy(owner: Owner, spec: NetworkNodeSpec, service_ips: dict[str, str]
         "spec": {
             "replicas": 1, "selector": {"matchLabels": proxy_selector(nn)},
             "template": {"metadata": {"labels": pod_labels},
-                         "spec": {"enableServiceLinks": False, "securityContext": POD_SECURITY,
-                                  "hostAliases": aliases, "containers": [container], **scheduling(spec.scheduling)}},
+                         "spec": {"enableServiceLinks": False, "automountServiceAccountToken": False,
+                                  "securityContext": POD_SECURITY, "hostAliases": aliases,
+                                  "containers": [container], **scheduling(spec.scheduling)}},
         },
     }
 
@@ -304,6 +311,19 @@ def build_explorer(owner: Owner, spec: NetworkNodeSpec) -> Obj:
         "metadata": metadata(names.explorer, owner, pod_labels),
         "spec": {"replicas": 1, "selector": {"matchLabels": selector},
                  "template": {"metadata": {"labels": pod_labels},
-                              "spec": {"enableServiceLinks": False, "securityContext": POD_SECURITY,
+                              "spec": {"enableServiceLinks": False, "automountServiceAccountToken": False,
+                                       "securityContext": POD_SECURITY,
                                        "containers": [container], **scheduling(spec.scheduling)}}},
     }
+
+
+def mlnode_proxy_config_name(nn: str) -> str:
+    """The nginx ConfigMap every ML pod of this NetworkNode mounts (builders/inference_node.py)."""
+    return f"{nn}-ml-proxy"
+
+
+def build_mlnode_proxy_config(owner: Owner) -> Obj:
+    """One ConfigMap for all the NetworkNode's ML pods: their nginx config is identical, so a new
+    InferenceNode costs no extra write (and deleting the NetworkNode removes it with the rest)."""
+    return mlnode_proxy.config_map(mlnode_proxy_config_name(owner.name), owner,
+                                   labels(APP, owner.name, "mlnode-proxy", **{LABEL_NETWORK_NODE: owner.name}))

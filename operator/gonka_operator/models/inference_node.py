@@ -16,8 +16,19 @@ from gonka_operator.models.common import (
     SecretKeyRef,
 )
 
-DEFAULT_MLNODE_IMAGE = "ghcr.io/product-science/mlnode:3.0.9"
+# Newest ghcr.io/gonka-ai/mlnode release named in REFERENCE.md §3 (PoC v2 needs 3.0.12-post3 or later).
+DEFAULT_MLNODE_IMAGE = "ghcr.io/gonka-ai/mlnode:3.0.16"
+# The ML node's nginx in upstream's v0.2.14 deploy/join/docker-compose.mlnode.yml (REFERENCE.md §1).
+DEFAULT_PROXY_IMAGE = "nginx:1.28.0"
 PARALLELISM_FLAGS = ("--tensor-parallel-size", "--pipeline-parallel-size")
+# vLLM args the current api forbids inside a model's args (decentralized-api apiconfig
+# `reservedModelOverrideArgs`): the api sets them itself.
+RESERVED_ARGS = ("--model", "--revision", "--served-model-name")
+
+
+def _arg_is(flag: str) -> str:
+    """CEL: `a` is `flag`, `flag=value` or `flag value` (one list item)."""
+    return f"a == '{flag}' || a.startsWith('{flag}=') || a.startsWith('{flag} ')"
 
 
 class NetworkNodeRef(CRDModel):
@@ -37,7 +48,13 @@ class HFCache(CRDModel):
                     "rule": "[has(self.existingClaim), has(self.hostPath), has(self.size)]"
                     ".filter(x, x).size() == 1",
                     "message": "set exactly one of existingClaim, hostPath or size",
-                }
+                },
+                {
+                    "rule": "!has(self.hostPath) || !self.hostPath.matches('^[/.]+$')",
+                    "message": "spec.hfCache.hostPath must not be / (that would mount the GPU server's whole "
+                    "filesystem into the ML pod): use a directory such as /mnt/shared",
+                    "fieldPath": ".hostPath",
+                },
             ]
         }
     )
@@ -76,7 +93,56 @@ class ExternalMLNode(CRDModel):
     poc_port: int = Field(default=8080, ge=1, le=65535, description="Management / PoC port.")
 
 
-_WORKLOAD_FIELDS = ("image", "hfCache", "shmSize", "env", "resources", "scheduling", "hfTokenSecretRef")
+class ModelOverrideSpec(CRDModel):
+    """Serve these weights for the model (the api's `model_override`, after v0.2.14)."""
+
+    hf_repo: str = Field(
+        min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*(/[-_.A-Za-z0-9]+)?$",
+        description="Hugging Face repository, e.g. my-org/Qwen3-32B-FP8-custom.",
+    )
+    hf_commit: str = Field(
+        pattern=r"^[0-9a-f]{40}$",
+        description="Commit of that repository: 40 lowercase hexadecimal characters (no branch or tag).",
+    )
+
+
+class MLNodeProxy(CRDModel):
+    """The nginx in front of mlnode (it strips the api's ML-node version prefix, REFERENCE.md §3)."""
+
+    image: str | None = Field(default=None, min_length=1, description=f"nginx image; default {DEFAULT_PROXY_IMAGE}.")
+    resources: Resources | None = Field(
+        default=None, description="CPU/memory of the proxy; default requests 50m/32Mi, memory limit 256Mi."
+    )
+
+
+class AllowedPeer(CRDModel):
+    """Who may reach the ML node's ports (a NetworkPolicy peer)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.cidr) != (has(self.podSelector) || has(self.namespaceSelector))",
+                    "message": "set either cidr, or podSelector and/or namespaceSelector",
+                }
+            ]
+        }
+    )
+
+    cidr: str | None = Field(
+        default=None, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$",
+        description="An address range, e.g. 192.168.10.0/24 (where the network node's api runs).",
+    )
+    pod_selector: dict[str, str] | None = Field(
+        default=None, description="matchLabels of the pods allowed (in this namespace unless namespaceSelector)."
+    )
+    namespace_selector: dict[str, str] | None = Field(
+        default=None, description="matchLabels of the namespaces allowed, e.g. {kubernetes.io/metadata.name: x}."
+    )
+
+
+_WORKLOAD_FIELDS = ("image", "hfCache", "shmSize", "env", "resources", "scheduling", "hfTokenSecretRef", "proxy",
+                    "allowedFrom")
 
 _RULES: Any = [
     {
@@ -108,6 +174,18 @@ _RULES: Any = [
         "message": "spec.args must not set --tensor-parallel-size/--pipeline-parallel-size: use spec.parallelism",
         "fieldPath": ".args",
     },
+    {
+        "rule": "!has(self.args) || !self.args.exists(a, " + " || ".join(_arg_is(f) for f in RESERVED_ARGS) + ")",
+        "message": "spec.args must not set " + ", ".join(RESERVED_ARGS) + ": the api sets them itself "
+        "(use spec.model, and spec.modelOverride for other weights)",
+        "fieldPath": ".args",
+    },
+    {
+        "rule": "!has(self.adminURL) || has(self.external) || has(self.allowedFrom)",
+        "message": "spec.allowedFrom is required for an in-cluster ML node registered through spec.adminURL: "
+        "it says who may reach its ports (the network node's api); use [{cidr: 0.0.0.0/0}] to allow everyone",
+        "fieldPath": ".allowedFrom",
+    },
 ]
 
 
@@ -131,6 +209,9 @@ class InferenceNodeSpec(CRDModel):
         description="Id in the admin registry; defaults to the object's name; immutable.",
     )
     model: str = Field(min_length=1, description="Model served, e.g. Qwen/Qwen3-32B-FP8 (the admin API judges it).")
+    model_override: ModelOverrideSpec | None = Field(
+        default=None, description="Serve other weights for spec.model (the registry's model_override)."
+    )
     args: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list, max_length=64, description="Extra vLLM args (parallelism excluded)."
     )
@@ -161,6 +242,33 @@ class InferenceNodeSpec(CRDModel):
     external: ExternalMLNode | None = Field(
         default=None, description="An ML node outside the cluster: no workload, only registration."
     )
+    proxy: MLNodeProxy | None = Field(
+        default=None, description="The nginx in front of mlnode (strips the api's ML-node version prefix)."
+    )
+    allowed_from: list[AllowedPeer] | None = Field(
+        default=None, max_length=16,
+        description="Who else may reach the ML node's ports. Required with adminURL (in-cluster ML node); with "
+        "networkNodeRef its api pod is always allowed.",
+    )
+
+
+class RegistryOnboarding(CRDModel):
+    """The api's `onboarding` of this entry (after v0.2.14)."""
+
+    participant_state: str | None = Field(
+        default=None, description="ACTIVE_PARTICIPATING, INACTIVE_WAITING or UNKNOWN (the host, this epoch)."
+    )
+    mlnode_state: str | None = Field(default=None, description="WAITING_FOR_POC, TESTING or TEST_FAILED.")
+    phase: str | None = Field(
+        default=None, description="Epoch phase: PoCGenerate, PoCGenerateWindDown, PoCValidate, "
+        "PoCValidateWindDown or Inference."
+    )
+    next_poc_at: str | None = Field(
+        default=None, alias="nextPoCAt", description="When the next PoC starts (RFC 3339, to the minute)."
+    )
+    should_be_online: bool | None = Field(default=None, description="The api says the node must be up now.")
+    user_message: str | None = Field(default=None, description="The api's message for the host.")
+    guidance: str | None = Field(default=None, description="The api's advice on what to do next.")
 
 
 class RegistryStatus(CRDModel):
@@ -169,6 +277,13 @@ class RegistryStatus(CRDModel):
     poc_status: str | None = Field(default=None, description="poc_current_status in the registry.")
     failure_reason: str | None = Field(default=None, description="failure_reason in the registry.")
     enabled: bool | None = Field(default=None, description="admin_state.enabled in the registry.")
+    ml_node_version: str | None = Field(
+        default=None, description="ML-node version the network has set (the api's path prefix)."
+    )
+    poc_weight: float | None = Field(
+        default=None, description="PoC weight in the current epoch, summed over the node's models."
+    )
+    onboarding: RegistryOnboarding | None = Field(default=None, description="The api's onboarding view.")
     last_seen: str | None = Field(default=None, description="Last poll that saw the entry (RFC 3339).")
 
 

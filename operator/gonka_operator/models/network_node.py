@@ -20,17 +20,22 @@ ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
 
 
 class NetworkNodeImages(CRDModel):
-    """Images of the 2025-08 deploy files. The chain and api binaries upgrade themselves in place
-    (cosmovisor) at on-chain heights, so these only matter for a new host: the operator never
-    rolls them on its own."""
+    """Images of upstream's v0.2.14 deploy files (deploy/join/docker-compose.yml, REFERENCE.md §2). The
+    chain and api binaries upgrade themselves in place (cosmovisor) at on-chain heights, so these only
+    matter for a new host: the operator never rolls them on its own."""
 
-    node: str = Field(default="ghcr.io/product-science/inferenced:0.2.0", description="Chain node image.")
-    api: str = Field(default="ghcr.io/product-science/api:0.2.0", description="API node (DAPI) image.")
+    # v0.2.14 deploy/join/docker-compose.yml, service `node`
+    node: str = Field(default="ghcr.io/product-science/inferenced:0.2.14", description="Chain node image.")
+    # v0.2.14 deploy/join/docker-compose.yml, service `api`
+    api: str = Field(default="ghcr.io/product-science/api:0.2.14", description="API node (DAPI) image.")
+    # v0.2.14 deploy/join/docker-compose.yml, service `tmkms`
     tmkms: str = Field(
-        default="ghcr.io/product-science/tmkms-softsign-with-keygen:0.2.0",
+        default="ghcr.io/product-science/tmkms-softsign-with-keygen:0.2.14",
         description="tmkms image (holds the consensus key).",
     )
-    proxy: str = Field(default="ghcr.io/product-science/proxy:0.2.0", description="nginx proxy image.")
+    # v0.2.14 deploy/join/docker-compose.yml, service `proxy`
+    proxy: str = Field(default="ghcr.io/product-science/proxy:0.2.14", description="nginx proxy image.")
+    # deploy/join/docker-compose.yml, service `explorer` (upstream publishes only `latest`)
     explorer: str = Field(default="ghcr.io/product-science/explorer:latest", description="Explorer image.")
 
 
