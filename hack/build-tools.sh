@@ -3,6 +3,13 @@
 # etcd) and the helper tools (kwok, helm) from their Go modules, into a version-keyed cache outside
 # the repo. Builds only what is missing. Prints the bin directory on its last line.
 #
+#   bash hack/build-tools.sh              # the control plane and tools (what the kwok tests need)
+#   bash hack/build-tools.sh --real-node  # also the real node: kubelet, kube-proxy, crictl, CNI
+#                                         # plugins, CoreDNS, kube-router (GONKA_REAL_NODE=1 too)
+#
+# The directory name holds every version, node ones included, so a version bump never mixes builds;
+# a binary whose own version did not change is hard-linked from an older directory, not rebuilt.
+#
 # Why wrapper modules: k8s.io/kubernetes and etcd's server module replace their sibling modules with
 # local paths, so `go install pkg@version` refuses them. A throw-away module that requires the
 # top-level module and replaces every sibling with its published version builds the same binaries.
@@ -12,18 +19,50 @@ K8S_VERSION="${K8S_VERSION:-v1.34.4}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 HELM_VERSION="${HELM_VERSION:-v3.19.5}"
+CNI_VERSION="${CNI_VERSION:-v1.6.2}"
+CRICTL_VERSION="${CRICTL_VERSION:-v1.34.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.4}"
+KUBE_ROUTER_VERSION="${KUBE_ROUTER_VERSION:-v2.1.0}"
+REAL_NODE="${GONKA_REAL_NODE:-0}"
+[ "${1:-}" = "--real-node" ] && REAL_NODE=1
 
 CACHE_ROOT="${GONKA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gonka-operator}"
 BIN="$CACHE_ROOT/bin-k8s-${K8S_VERSION}-etcd-${ETCD_VERSION}-kwok-${KWOK_VERSION}-helm-${HELM_VERSION}"
+BIN+="-cni-${CNI_VERSION}-crictl-${CRICTL_VERSION}-coredns-${COREDNS_VERSION}-kuberouter-${KUBE_ROUTER_VERSION}"
 mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
-timed() { local start=$SECONDS; "$@"; log "  took $((SECONDS - start)) s"; }
+# Runs "$@", saying every 60 s that it still runs (a cold Kubernetes build is quiet for minutes).
+timed() {
+  local start=$SECONDS pid rc=0
+  "$@" & pid=$!
+  while ! wait_for "$pid" 60; do log "  ... still building ($((SECONDS - start)) s)"; done
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || { log "  FAILED after $((SECONDS - start)) s"; return "$rc"; }
+  log "  took $((SECONDS - start)) s"
+}
+wait_for() {  # pid seconds: 0 once pid has exited, 1 if it still runs after that many seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  return 1
+}
+# Hard-links binary $1 from an older cache directory whose name holds the same "$2" (e.g.
+# "-etcd-v3.6.16-"): the same version of that component, so the same binary.
+reuse() {
+  local d
+  [ -x "$BIN/$1" ] && return 0
+  for d in "$CACHE_ROOT"/bin-*; do
+    case "$d-" in *"$2"*) [ "$d" != "$BIN" ] && [ -x "$d/$1" ] && ln -f "$d/$1" "$BIN/$1" 2>/dev/null \
+      && { log "$1: reused from $d"; return 0; } ;; esac
+  done
+  return 1
+}
 
 build_kubernetes() {
   local want=(kube-apiserver kube-controller-manager kube-scheduler kubectl) missing=()
-  for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing+=("$b"); done
+  [ "$REAL_NODE" = 1 ] && want+=(kubelet kube-proxy)
+  for b in "${want[@]}"; do reuse "$b" "-k8s-$K8S_VERSION-" || missing+=("$b"); done
   [ ${#missing[@]} -eq 0 ] && { log "kubernetes $K8S_VERSION: cached"; return; }
   log "kubernetes $K8S_VERSION: building ${missing[*]} (cold: tens of minutes on 2 cores)"
   local work="$CACHE_ROOT/src/k8s-$K8S_VERSION"; mkdir -p "$work"
@@ -51,7 +90,7 @@ build_kubernetes() {
 }
 
 build_etcd() {
-  [ -x "$BIN/etcd" ] && { log "etcd $ETCD_VERSION: cached"; return; }
+  reuse etcd "-etcd-$ETCD_VERSION-" && { log "etcd $ETCD_VERSION: cached"; return; }
   log "etcd $ETCD_VERSION: building"
   local work="$CACHE_ROOT/src/etcd-$ETCD_VERSION"; mkdir -p "$work"
   local gomod
@@ -67,14 +106,34 @@ build_etcd() {
   (cd "$work" && go mod tidy >&2 && timed go build -ldflags "-s -w" -o "$BIN/etcd" .)
 }
 
-build_go_install() {  # name module version
-  [ -x "$BIN/$1" ] && { log "$1 $3: cached"; return; }
+build_go_install() {  # name module version [reuse-pattern]
+  reuse "$1" "${4:--$1-$3-}" && { log "$1 $3: cached"; return; }
   log "$1 $3: building"
   GOBIN="$BIN" timed go install -ldflags "-s -w" "$2@$3"
+}
+
+build_cni() {  # the CNI plugins containerd calls for a pod's network (one module, one build)
+  local want=(bridge host-local loopback portmap) missing=() b
+  for b in "${want[@]}"; do reuse "$b" "-cni-$CNI_VERSION-" || missing+=("$b"); done
+  [ ${#missing[@]} -eq 0 ] && { log "cni plugins $CNI_VERSION: cached"; return; }
+  log "cni plugins $CNI_VERSION: building ${missing[*]}"
+  local pkgs=() m=github.com/containernetworking/plugins/plugins
+  for b in "${missing[@]}"; do
+    case "$b" in bridge|loopback) pkgs+=("$m/main/$b@$CNI_VERSION") ;; host-local) pkgs+=("$m/ipam/$b@$CNI_VERSION") ;;
+      portmap) pkgs+=("$m/meta/$b@$CNI_VERSION") ;; esac
+  done
+  GOBIN="$BIN" timed go install -ldflags "-s -w" "${pkgs[@]}"
 }
 
 build_kubernetes
 build_etcd
 build_go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
 build_go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+if [ "$REAL_NODE" = 1 ]; then
+  build_cni
+  build_go_install crictl sigs.k8s.io/cri-tools/cmd/crictl "$CRICTL_VERSION" "-crictl-$CRICTL_VERSION-"
+  build_go_install coredns github.com/coredns/coredns "$COREDNS_VERSION" "-coredns-$COREDNS_VERSION-"
+  build_go_install kube-router github.com/cloudnativelabs/kube-router/v2/cmd/kube-router "$KUBE_ROUTER_VERSION" \
+    "-kuberouter-$KUBE_ROUTER_VERSION-"
+fi
 echo "$BIN"
