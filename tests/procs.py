@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -99,22 +102,121 @@ class ManagedProcess:
         self.stop(signal.SIGKILL)
 
 
-class StandIn(ManagedProcess):
-    """`gonka-operator simulate-network-node`, driven through its /debug endpoints."""
+class MLStandIn(ManagedProcess):
+    """`gonka-operator simulate-ml-node` on a free loopback port (unprefixed paths only, like mlnode)."""
 
-    def __init__(self, generation: str, log_dir: Path, models: str = "Qwen/Qwen3-32B-FP8,"
-                 "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8") -> None:
+    def __init__(self, log_dir: Path, name: str = "ml-standin", *, load_seconds: float = 0.2,
+                 batch_interval: float = 0.2, extra: Sequence[str] = ()) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        super().__init__(f"standin-{generation}", [str(VENV_BIN / "gonka-operator"), "simulate-network-node",
-                                                   "--host", "127.0.0.1", "--port", str(self.port),
-                                                   "--generation", generation, "--models", models,
-                                                   "--state-delay", "1"], {}, log_dir)
+        super().__init__(name, [str(VENV_BIN / "gonka-operator"), "simulate-ml-node", "--host", "127.0.0.1",
+                                "--port", str(self.port), "--load-seconds", str(load_seconds),
+                                "--batch-interval", str(batch_interval), *extra], {}, log_dir)
 
     def start(self) -> None:
         super().start()
+        wait_for(lambda: httpx.get(f"{self.url}/livez", timeout=1).status_code == 200, 30,
+                 lambda: f"ML stand-in on {self.url}: {self.log_tail()}")
+
+    def requests(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = httpx.get(f"{self.url}/stand-in/v1/requests", timeout=5).json()
+        return result
+
+
+NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/bin/nginx")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_nginx(install: bool = True) -> str | None:
+    """The Debian nginx binary; when missing, `hack/install-apt.sh nginx` is tried once."""
+    found = shutil.which("nginx") or next((c for c in NGINX_CANDIDATES if Path(c).exists()), None)
+    if found is None and install:
+        subprocess.run(["bash", str(ROOT / "hack" / "install-apt.sh"), "nginx"], capture_output=True, timeout=600,
+                       check=False)
+        return find_nginx(install=False)
+    return found
+
+
+class Nginx(ManagedProcess):
+    """The real nginx as a plain process: `-p <dir>/ -c <conf> -e stderr`, config rendered by the caller.
+
+    Its prefix (pid, temp files) is a fresh directory under /tmp that nginx's workers can enter: run as
+    root, nginx starts them as `nobody`, and pytest's own temp dirs are private to root.
+    """
+
+    def __init__(self, binary: str, config: str, log_dir: Path, ports: Sequence[int], name: str = "nginx") -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="gonka-nginx-"))
+        self.workdir.chmod(0o755)
+        self.conf = self.workdir / "nginx.conf"
+        self.conf.write_text(config)
+        self.ports = list(ports)
+        args = [binary, "-p", f"{self.workdir}/", "-c", str(self.conf), "-e", "stderr"]
+        if "daemon off;" not in config:
+            args += ["-g", "daemon off;"]
+        super().__init__(name, args, {}, log_dir)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        super().stop(sig, timeout)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def start(self) -> None:
+        super().start()
+
+        def listening() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, f"nginx exited: {self.log_tail()}"
+            for port in self.ports:
+                with socket.socket() as sock:
+                    if sock.connect_ex(("127.0.0.1", port)) != 0:
+                        return False
+            return True
+
+        wait_for(listening, 20, lambda: f"nginx on {self.ports}: {self.log_tail()}")
+
+
+class StandIn(ManagedProcess):
+    """`gonka-operator simulate-network-node`, driven through its /debug and /stand-in/v1 endpoints.
+
+    The latest generation's broker really calls every registered ML node. Entries of kwok pods have
+    cluster DNS names that do not resolve on this machine, so by default (`ml_node=None` → True for
+    latest) a loopback `simulate-ml-node` stands in for all of them: `--connect-to '*=<it>'` and no
+    version prefix (there is no proxy in front of it). `ml_node=False` shows what the real api sees
+    without one (FAILED with the reason); `args` adds or overrides flags (e.g. `--mlnode-version`).
+    """
+
+    def __init__(self, generation: str, log_dir: Path, models: str = "Qwen/Qwen3-32B-FP8,"
+                 "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8", *, ml_node: bool | None = None,
+                 args: Sequence[str] = (), name: str | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        latest = generation == "latest"
+        self.ml = MLStandIn(log_dir, f"{name or 'standin-' + generation}-ml") if (
+            ml_node if ml_node is not None else latest) else None
+        extra: list[str] = []
+        if latest:
+            self.public_port, self.callback_port = free_port(), free_port()
+            self.public_url = f"http://127.0.0.1:{self.public_port}"
+            self.callback_url = f"http://127.0.0.1:{self.callback_port}"
+            extra += ["--public-port", str(self.public_port), "--ml-callback-port", str(self.callback_port),
+                      "--broker-interval", "1", "--broker-retry", "3"]
+            if self.ml is not None:
+                extra += ["--connect-to", f"*=127.0.0.1:{self.ml.port}", "--mlnode-version", ""]
+        super().__init__(name or f"standin-{generation}",
+                         [str(VENV_BIN / "gonka-operator"), "simulate-network-node",
+                          "--host", "127.0.0.1", "--port", str(self.port),
+                          "--generation", generation, "--models", models,
+                          "--state-delay", "1", *extra, *args], {}, log_dir)
+
+    def start(self) -> None:
+        if self.ml is not None:
+            self.ml.start()
+        super().start()
         wait_for(lambda: httpx.get(f"{self.url}/debug/requests", timeout=1).status_code == 200, 30,
                  lambda: f"stand-in on {self.url}: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        super().stop(sig, timeout)
+        if self.ml is not None:
+            self.ml.stop(sig, timeout)
 
     def nodes(self) -> dict[str, Any]:
         return {e["node"]["id"]: e for e in httpx.get(f"{self.url}/admin/v1/nodes", timeout=5).json()}
@@ -134,15 +236,39 @@ class StandIn(ManagedProcess):
     def remove(self, node_id: str) -> None:
         httpx.delete(f"{self.url}/admin/v1/nodes/{node_id}", timeout=5).raise_for_status()
 
+    # -- latest generation: epoch, PoC and broker controls (stand-in only) --------------------------
+
+    def poc(self, action: str) -> dict[str, Any]:
+        """`open`, `validate`, `close`, `confirmation-start`, `confirmation-end` → /v1/epochs/latest."""
+        resp = httpx.post(f"{self.url}/stand-in/v1/poc", json={"action": action}, timeout=5)
+        resp.raise_for_status()
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def broker_round(self) -> None:
+        httpx.post(f"{self.url}/stand-in/v1/broker/round", timeout=60).raise_for_status()
+
+    def poc_batches(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = httpx.get(f"{self.url}/stand-in/v1/poc-batches", timeout=5).json()
+        return result
+
+    def epoch(self) -> dict[str, Any]:
+        result: dict[str, Any] = httpx.get(f"{self.public_url}/v1/epochs/latest", timeout=5).json()
+        return result
+
 
 class Operator(ManagedProcess):
     """The real operator (`gonka-operator run`) as a separate process, as users run it."""
 
     def __init__(self, kubeconfig: str, log_dir: Path, env: dict[str, str], name: str = "operator") -> None:
+        """Each named operator holds its own Lease (`gonka-<name>` in `default`, 4 s), so the
+        processes of separate tests, which watch separate namespaces, do not wait for each other;
+        pass GONKA_LEASE_NAME in `env` to make operators compete for one."""
         self.health_port = free_port()
+        lease = {"GONKA_LEASE_NAME": f"gonka-{name}", "GONKA_LEASE_NAMESPACE": "default", "GONKA_LEASE_SECONDS": "4"}
         super().__init__(name, [str(VENV_BIN / "gonka-operator"), "run", "--verbose",
                                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz"],
-                         {"KUBECONFIG": kubeconfig, **env}, log_dir)
+                         {"KUBECONFIG": kubeconfig, **lease, **env}, log_dir)
 
     def start(self) -> None:
         super().start()

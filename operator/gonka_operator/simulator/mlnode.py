@@ -117,7 +117,9 @@ class MLNode:
         self.stop_generation()
         self.model, self.args = model, list(args)
         self.ready_at = time.monotonic() + self.load_seconds
-        logger.info("vLLM starting with %s %s (ready in %s s)", model, " ".join(args), self.load_seconds)
+        shown = " ".join(args)
+        shown = shown if len(shown) <= 300 else f"{shown[:300]}... ({len(shown)} characters)"
+        logger.info("vLLM starting with %s %s (ready in %s s)", model, shown, self.load_seconds)
 
     def stop_all(self) -> None:
         self.stop_generation()
@@ -394,7 +396,8 @@ async def recorded_callbacks(request: web.Request) -> web.Response:
 
 
 def build_app(ml: MLNode) -> web.Application:
-    app = web.Application(middlewares=[_log_and_record])
+    # uvicorn has no body limit (aiohttp's default is 1 MiB): the proxy test sends more
+    app = web.Application(middlewares=[_log_and_record], client_max_size=1024**3)
     app[ML_KEY] = ml
     r = app.router
     r.add_get("/api/v1/state", state)
