@@ -9,10 +9,10 @@ SIM_PORT ?= 19200
 
 .PHONY: venv tools crds lint test test-unit run cluster-up cluster-down bench clean
 
-$(BIN)/gonka-operator: pyproject.toml
+$(BIN)/gonka-operator: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev]' -c constraints.txt
 	@touch $@
 
 venv: $(BIN)/gonka-operator
