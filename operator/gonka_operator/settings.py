@@ -39,6 +39,10 @@ class Settings:
     operator_pod_labels: dict[str, str] = field(
         default_factory=lambda: {"app.kubernetes.io/name": "gonka-operator"}
     )
+    # The operator's own namespace: the NetworkPolicies open the admin port (9200) to its pods in
+    # this namespace only. None (running outside the cluster): no pod may reach 9200.
+    # Env: GONKA_OPERATOR_NAMESPACE (the chart fills it from the downward API).
+    operator_namespace: str | None = None
     metrics_port: int = 0  # 0 = no metrics server
     metrics_address: str = "0.0.0.0"  # the chart's default; tests and the local demo use 127.0.0.1
     admin_timeout_seconds: float = 10.0
@@ -52,6 +56,7 @@ class Settings:
         s.cluster_domain = env.get("GONKA_CLUSTER_DOMAIN", s.cluster_domain)
         if env.get("GONKA_OPERATOR_POD_LABELS"):
             s.operator_pod_labels = _parse_labels(env["GONKA_OPERATOR_POD_LABELS"])
+        s.operator_namespace = env.get("GONKA_OPERATOR_NAMESPACE") or None
         s.metrics_port = int(env.get("GONKA_METRICS_PORT", s.metrics_port))
         s.metrics_address = env.get("GONKA_METRICS_ADDRESS", s.metrics_address)
         s.admin_timeout_seconds = float(env.get("GONKA_ADMIN_TIMEOUT_SECONDS", s.admin_timeout_seconds))
