@@ -108,16 +108,22 @@ def test_operator_pod_labels_are_the_ones_its_network_policies_admit(helm: Helm)
     admin port 9200) must select the chart's operator pod, whatever the release is called."""
     for release in ("gonka", "prod-gonka-operator"):
         dep = one(helm.template(release=release), "Deployment")
-        settings = Settings.from_env({"GONKA_OPERATOR_POD_LABELS": env_of(dep)["GONKA_OPERATOR_POD_LABELS"]})
+        env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        downward = {"fieldRef": {"fieldPath": "metadata.namespace"}}
+        assert {"name": "GONKA_OPERATOR_NAMESPACE", "valueFrom": downward} in env
+        settings = Settings.from_env({"GONKA_OPERATOR_POD_LABELS": env_of(dep)["GONKA_OPERATOR_POD_LABELS"],
+                                      "GONKA_OPERATOR_NAMESPACE": "gonka-system"})  # what the downward API gives
         pod_labels = dep["spec"]["template"]["metadata"]["labels"]
         assert settings.operator_pod_labels["app.kubernetes.io/name"] == "gonka-operator"
         assert settings.operator_pod_labels.items() <= pod_labels.items()
         node_policy = network_node_policies(Owner("NetworkNode", "gonka", "hosts", "uid"),
-                                            settings.operator_pod_labels)[0]
+                                            settings.operator_pod_labels, settings.operator_namespace)[0]
         admin_rule = next(r for r in node_policy["spec"]["ingress"] if r.get("ports") == [{"protocol": "TCP",
                                                                                            "port": 9200}])
         selector = admin_rule["from"][0]["podSelector"]["matchLabels"]
         assert selector.items() <= pod_labels.items()
+        assert admin_rule["from"][0]["namespaceSelector"] == {
+            "matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}}
 
 
 def test_namespaced_rendering(helm: Helm) -> None:

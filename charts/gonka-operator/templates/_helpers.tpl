@@ -102,6 +102,10 @@ records every request it makes.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
+# the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied only
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [create, patch]
 # pods: only watched (the scheduler's verdict on a Pending ML pod: InsufficientGPU, Unschedulable)
 - apiGroups: [""]
   resources: [pods]
