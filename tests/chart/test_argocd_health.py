@@ -1,32 +1,36 @@
-"""The Argo CD health checks (charts/gonka-operator/argocd/*.lua) in a real Lua interpreter, against
-sample statuses of both kinds; the argocd-cm snippet carries exactly these scripts."""
+"""The Argo CD health checks (charts/gonka-operator/argocd/resource_customizations/gonka.ai/<Kind>/)
+in Argo CD's own Lua VM (gopher-lua, Lua 5.1, via tests/chart/lua_health.py): upstream's
+health_test.yaml harness with testdata for every state the operator writes, the argocd-cm mode
+(standard libraries closed), the controller's view of terminating objects, and sample statuses."""
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from lua_health import ARGOCD, SCRIPTS, health
+from lua_health import CUSTOMIZATIONS, KINDS, SCRIPTS, SNIPPET, evaluate, harness, health
 
 PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "gonka_operator"
 
 # Every Ready reason the operator writes, and the health Argo CD shows for Ready=False with it.
-DEGRADED = {"Rejected", "InsufficientGPU", "Unschedulable", "ApplyFailed", "AdminUnreachable", "NetworkNodeNotFound"}
+DEGRADED = {"Rejected", "IdConflict", "InsufficientGPU", "Unschedulable", "ApplyFailed", "AdminUnreachable",
+            "NetworkNodeNotFound", "NodeFailed"}
 PROGRESSING = {"Progressing", "Pending", "NetworkNodeNotReady", "DeregistrationPending", "WaitingForPods"}
 HEALTHY_ONLY = {"Ready", "Available", "External", "Registered", "Disabled", "AsExpected", "Reconciled"}
 
 
 def operator_reasons() -> set[str]:
-    """The condition reasons in the operator's source (status reducers and registry)."""
-    text = "\n".join((PACKAGE / f).read_text() for f in ("status.py", "registry.py", "inference_node.py"))
+    """The condition reasons in the operator's source (status reducers, registry, poller, use cases)."""
+    text = "\n".join(f.read_text() for f in sorted(PACKAGE.glob("*.py")))
     found = set(re.findall(r'Facts\(\w+, "(\w+)"', text))
     found |= set(re.findall(r'Cond\("\w+", [^,]+, "(\w+)"', text))
     for pair in re.findall(r'"(\w+)" if [^\n]+ else "(\w+)"', text):
         found |= set(pair)
-    return found
+    return found - {"Normal", "Warning"}  # Event types, not reasons
 
 
 def test_every_operator_reason_has_a_verdict() -> None:
@@ -35,6 +39,110 @@ def test_every_operator_reason_has_a_verdict() -> None:
     unknown = reasons - DEGRADED - PROGRESSING - HEALTHY_ONLY
     assert not unknown, f"new condition reasons: decide their Argo CD health in the Lua scripts: {unknown}"
 
+
+# --- upstream's format: health_test.yaml + testdata/, run by Argo CD's VM -------------------------------
+
+def cases() -> list[tuple[str, str]]:
+    out = []
+    for kind in KINDS:
+        tests = yaml.safe_load((CUSTOMIZATIONS / "gonka.ai" / kind / "health_test.yaml").read_text())["tests"]
+        out += [(kind, t["inputPath"]) for t in tests]
+    return out
+
+
+def load_testdata(kind: str, input_path: str) -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load((CUSTOMIZATIONS / "gonka.ai" / kind / input_path).read_text())
+    return body
+
+
+@functools.cache
+def harness_results() -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(r["dir"], r["inputPath"], r["mode"]): r for r in harness()}
+
+
+def controller_view(want: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any]:
+    """What the application-controller shows for a check's verdict: for a terminating object, the
+    check's deletionMessage, else "Pending deletion" (docs/operator-manual/health.md, Terminating resources)."""
+    meta = obj["metadata"]
+    if not meta.get("deletionTimestamp"):
+        return want
+    if want.get("deletionMessage"):
+        return {"status": want["status"], "message": want["deletionMessage"]}
+    finalizers = meta.get("finalizers") or []
+    message = "Pending deletion" + ("; blocked by finalizers: " + ", ".join(finalizers) if finalizers else "")
+    return {"status": "Progressing", "message": message}
+
+
+@pytest.mark.parametrize(("kind", "input_path"), cases())
+@pytest.mark.parametrize("mode", ["upstream", "argocd-cm", "controller"])
+def test_health_test_yaml_in_argocd_vm(kind: str, input_path: str, mode: str) -> None:
+    result = harness_results()[(f"gonka.ai/{kind}", input_path, mode)]
+    want = result["want"]
+    if mode == "controller":
+        want = controller_view(want, load_testdata(kind, input_path))
+    assert result["got"] == want
+
+
+def test_harness_ran_every_case_in_every_mode() -> None:
+    assert sorted(harness_results()) == sorted((f"gonka.ai/{kind}", path, mode) for kind, path in cases()
+                                               for mode in ("upstream", "argocd-cm", "controller"))
+
+
+def test_testdata_covers_every_reason_the_operator_writes() -> None:
+    seen = set()
+    for kind, path in cases():
+        seen |= {c["reason"] for c in (load_testdata(kind, path).get("status") or {}).get("conditions", [])}
+    missing = operator_reasons() - seen
+    assert not missing, f"add testdata (and a health_test.yaml entry) for: {missing}"
+
+
+def test_testdata_covers_every_health_and_the_lifecycle() -> None:
+    for kind in KINDS:
+        tests = yaml.safe_load((CUSTOMIZATIONS / "gonka.ai" / kind / "health_test.yaml").read_text())["tests"]
+        assert {t["healthStatus"]["status"] for t in tests} == {"Healthy", "Progressing", "Degraded"}
+        objects = [load_testdata(kind, t["inputPath"]) for t in tests]
+        assert any("status" not in o for o in objects)  # before the operator's first write
+        assert any(o["metadata"].get("deletionTimestamp") for o in objects)
+        assert any((o.get("status") or {}).get("observedGeneration", 0) < o["metadata"].get("generation", 0)
+                   for o in objects)
+
+
+# --- the engine is Argo CD's: Lua 5.1, libraries closed in argocd-cm mode ---------------------------------
+
+def probe_snippet(tmp_path: Path, script: str, open_libs: bool) -> Path:
+    data = {"resource.customizations.health.example.com_Probe": script}
+    if open_libs:
+        data["resource.customizations.useOpenLibs.example.com_Probe"] = "true"
+    path = tmp_path / "argocd-cm.yaml"
+    path.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap", "data": data}))
+    return path
+
+
+PROBE = {"apiVersion": "example.com/v1", "kind": "Probe", "metadata": {"name": "p"}}
+
+
+def test_lua_5_4_floor_division_is_a_syntax_error(tmp_path: Path) -> None:
+    script = 'return {status = "Healthy", message = tostring(7 // 2)}'
+    got = evaluate([(None, PROBE)], probe_snippet(tmp_path, script, open_libs=True))[0]["argocd-cm"]
+    assert "error" in got and "7 // 2" not in str(got.get("message"))
+
+
+def test_string_library_needs_use_open_libs(tmp_path: Path) -> None:
+    script = 'return {status = "Healthy", message = string.format("%d GPUs", 8)}'
+    closed = evaluate([(None, PROBE)], probe_snippet(tmp_path, script, open_libs=False))[0]["argocd-cm"]
+    assert "string" in closed.get("error", ""), closed
+    opened = evaluate([(None, PROBE)], probe_snippet(tmp_path, script, open_libs=True))[0]["argocd-cm"]
+    assert opened == {"status": "Healthy", "message": "8 GPUs"}
+
+
+def test_argocd_cm_snippet_carries_the_scripts_verbatim_without_open_libs() -> None:
+    snippet = yaml.safe_load(SNIPPET.read_text())
+    assert snippet["kind"] == "ConfigMap" and snippet["metadata"]["name"] == "argocd-cm"
+    assert snippet["data"] == {f"resource.customizations.health.gonka.ai_{kind}": SCRIPTS[kind].read_text()
+                               for kind in KINDS}
+
+
+# --- sample statuses (the earlier lupa tests, now in Argo CD's VM) --------------------------------------
 
 def obj(generation: int | None = 3, observed: int | None = 3, conditions: list[dict[str, Any]] | None = None,
         status: bool = True) -> dict[str, Any]:
@@ -51,9 +159,6 @@ def obj(generation: int | None = 3, observed: int | None = 3, conditions: list[d
 def ready(status: str, reason: str, message: str = "details") -> dict[str, Any]:
     return {"type": "Ready", "status": status, "reason": reason, "message": message,
             "lastTransitionTime": "2026-01-01T00:00:00Z", "observedGeneration": 3}
-
-
-KINDS = sorted(SCRIPTS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -102,10 +207,3 @@ def test_inference_node_with_other_conditions_first() -> None:
     conditions = [{"type": "WorkloadAvailable", "status": "False", "reason": "InsufficientGPU"},
                   {"type": "Registered", "status": "True", "reason": "Registered"}, ready("True", "Ready")]
     assert health("InferenceNode", obj(conditions=conditions))["status"] == "Healthy"
-
-
-def test_argocd_cm_snippet_carries_the_scripts_verbatim() -> None:
-    snippet = yaml.safe_load((ARGOCD / "argocd-cm-snippet.yaml").read_text())
-    assert snippet["kind"] == "ConfigMap" and snippet["metadata"]["name"] == "argocd-cm"
-    assert snippet["data"] == {f"resource.customizations.health.gonka.ai_{kind}": SCRIPTS[kind].read_text()
-                               for kind in KINDS}
