@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # `make run`: the local embedded default. Starts (or reuses) the local control plane, installs the
-# CRDs, starts the admin-API stand-in on 127.0.0.1, applies example manifests into namespace
-# gonka-demo and runs the operator in the foreground. Ctrl-C stops the operator and the stand-in;
-# the control plane keeps running until `make cluster-down`.
+# CRDs, starts the stand-ins on 127.0.0.1 (the network node: admin API, public API, ML callback,
+# broker; one ML node, behind the real nginx with the operator's proxy config when nginx is
+# installed), applies example manifests into namespace gonka-demo and runs the operator in the
+# foreground. Ctrl-C stops the operator and the stand-ins; the control plane keeps running until
+# `make cluster-down`.
+#
+# What the demo shows honestly: the external ML node of examples/06 is pointed at the loopback ML
+# stand-in (its host/ports are rewritten on the fly) and reaches INFERENCE; the in-cluster ML nodes
+# run on kwok's fake pods, nothing answers there (their Service names do not even resolve on this
+# machine), so the broker reports them FAILED with the reason. The broker may contact loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 CLUSTER_DIR=${CLUSTER_DIR:-$PWD/.local/cluster}
-SIM_PORT=${SIM_PORT:-19200}
+SIM_PORT=${SIM_PORT:-19200}            # admin API
+PUBLIC_PORT=${PUBLIC_PORT:-19000}      # public API (/v1/epochs/latest)
+CALLBACK_PORT=${CALLBACK_PORT:-19100}  # ML callback (PoC batches)
+ML_PORT=${ML_PORT:-18080}              # the ML stand-in (mlnode's one port)
+PROXY_MGMT_PORT=${PROXY_MGMT_PORT:-18081} PROXY_INFERENCE_PORT=${PROXY_INFERENCE_PORT:-15050}
 NS=${DEMO_NAMESPACE:-gonka-demo}
 mkdir -p .local
 
@@ -22,26 +33,52 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+$BIN/gonka-operator simulate-ml-node --host 127.0.0.1 --port "$ML_PORT" > .local/ml-standin.log 2>&1 &
+PIDS+=($!)
+# The ML node the api calls: behind nginx with the operator's rendered proxy config (prefix
+# v3.0.8 stripped, as in the ML pod), or, without nginx, the bare stand-in called without a prefix.
+NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null || true)
+if [ -n "$NGINX" ]; then
+  mkdir -p .local/nginx && chmod 755 .local/nginx
+  $BIN/python -c 'import sys; from gonka_operator.builders.mlnode_proxy import render_nginx_conf as r
+print(r(upstream=f"127.0.0.1:{sys.argv[1]}", management_listen=int(sys.argv[2]), inference_listen=int(sys.argv[3])))' \
+    "$ML_PORT" "$PROXY_MGMT_PORT" "$PROXY_INFERENCE_PORT" > .local/nginx/nginx.conf
+  "$NGINX" -p "$PWD/.local/nginx/" -c "$PWD/.local/nginx/nginx.conf" -e stderr > .local/nginx.log 2>&1 &
+  PIDS+=($!)
+  MLNODE_VERSION=v3.0.8 EXT_POC_PORT=$PROXY_MGMT_PORT EXT_INFERENCE_PORT=$PROXY_INFERENCE_PORT
+  ML_DESC="simulate-ml-node on :$ML_PORT behind nginx (:$PROXY_MGMT_PORT management, :$PROXY_INFERENCE_PORT inference)"
+else
+  MLNODE_VERSION= EXT_POC_PORT=$ML_PORT EXT_INFERENCE_PORT=$ML_PORT
+  ML_DESC="simulate-ml-node on :$ML_PORT, no nginx installed: called without a version prefix"
+fi
 $BIN/gonka-operator simulate-network-node --host 127.0.0.1 --port "$SIM_PORT" --generation latest \
+  --public-port "$PUBLIC_PORT" --ml-callback-port "$CALLBACK_PORT" --mlnode-version "$MLNODE_VERSION" \
+  --epoch-length "${EPOCH_BLOCKS:-120}" --poc-length 20 --block-time 1 \
   > .local/standin.log 2>&1 &
-SIM_PID=$!
-trap 'kill $SIM_PID 2>/dev/null || true' EXIT
-$BIN/python - "$SIM_PORT" <<'PY'
+PIDS+=($!)
+$BIN/python - "$SIM_PORT" "$ML_PORT" <<'PY'
 import sys, time, httpx
-for _ in range(100):
-    try:
-        httpx.get(f"http://127.0.0.1:{sys.argv[1]}/admin/v1/nodes", timeout=1).raise_for_status()
-        break
-    except httpx.HTTPError:
-        time.sleep(0.1)
-else:
-    sys.exit("the admin-API stand-in did not start: see .local/standin.log")
+for url in (f"http://127.0.0.1:{sys.argv[1]}/admin/v1/nodes", f"http://127.0.0.1:{sys.argv[2]}/livez"):
+    for _ in range(100):
+        try:
+            httpx.get(url, timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    else:
+        sys.exit(f"a stand-in did not answer {url}: see .local/standin.log and .local/ml-standin.log")
 PY
 
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-for f in examples/01-network-node.yaml examples/04-qwen3-32b-1xh100.yaml examples/06-external-ml-node.yaml; do
+for f in examples/01-network-node.yaml examples/04-qwen3-32b-1xh100.yaml; do
   "$KUBECTL" apply -n "$NS" -f "$f"
 done
+# examples/06 as written points at a GPU server (10.0.0.21) this machine must never contact: the demo
+# points it at the loopback ML stand-in instead.
+sed -e "s/host: 10.0.0.21 .*/host: 127.0.0.1/" -e "s/inferencePort: 5050/inferencePort: $EXT_INFERENCE_PORT/" \
+    -e "s/pocPort: 8080/pocPort: $EXT_POC_PORT/" examples/06-external-ml-node.yaml | "$KUBECTL" apply -n "$NS" -f -
 
 cat <<MSG
 
@@ -49,10 +86,14 @@ cat <<MSG
 The operator is starting below. In another terminal:
   export KUBECONFIG=$KUBECONFIG
   $KUBECTL get gonka -n $NS                       # NetworkNode + InferenceNodes, Ready/Registry columns
-  curl -s http://127.0.0.1:$SIM_PORT/admin/v1/nodes   # the stand-in's registry
+  curl -s http://127.0.0.1:$SIM_PORT/admin/v1/nodes   # the stand-in's registry: state as the broker found it
+  curl -s http://127.0.0.1:$PUBLIC_PORT/v1/epochs/latest  # epoch clock (PoC every ${EPOCH_BLOCKS:-120} s)
+  curl -s -XPOST http://127.0.0.1:$SIM_PORT/stand-in/v1/poc -d '{"action":"open"}'  # PoC now
+  curl -s http://127.0.0.1:$SIM_PORT/stand-in/v1/poc-batches | head -c 600  # what the ML node delivered
   $KUBECTL apply -n $NS -f examples/03-qwen3-235b-8xh200.yaml   # register another ML node
   $KUBECTL delete inferencenode qwen32b-h100 -n $NS            # deregistered before it goes
-Ctrl-C stops the operator and the stand-in; 'make cluster-down' stops the control plane.
+ML node of gpu-server-7: $ML_DESC
+Ctrl-C stops the operator and the stand-ins; 'make cluster-down' stops the control plane.
 =======================================================================================
 
 MSG
