@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -459,3 +460,53 @@ async def test_upsert_refuses_mismatched_ids() -> None:
         await admin.upsert("http://api:9200", config("a"), config("b"))
     with pytest.raises(ValueError):
         await admin.upsert("http://api:9200", config(""), None)
+
+
+async def test_v0214_fields_from_the_stand_in_reach_status_registry(admin: AdminClient) -> None:
+    """REFERENCE.md §6 fields as the latest stand-in answers them. Its broker really calls the ML
+    nodes: one ML stand-in answers (no version prefix here: the prefix needs the proxy, tested with
+    the real nginx elsewhere), and nothing listens behind the other entry, which turns FAILED."""
+    from gonka_operator.registry_status import registry_status
+    from gonka_operator.simulator.mlnode import MLNodeServer
+
+    ml = MLNodeServer(load_seconds=0.05)
+    await ml.start()
+    try:
+        async with run_simulator(generation="latest", mlnode_version="", allow_targets=["127.0.0.1/32"],
+                                 broker_interval=0.1, broker_retry=0.2, block_time=0.05) as sim:
+            await admin.upsert(sim.base_url, config("alive", host="127.0.0.1", poc_port=ml.port,
+                                                    inference_port=ml.port), None)
+            await admin.upsert(sim.base_url, config("dead", host="127.0.0.1", poc_port=9, inference_port=9), None)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while True:
+                entries = {e.node.id: e for e in await admin.list_nodes(sim.base_url)}
+                statuses = {i: e.state.current_status for i, e in entries.items()}
+                if statuses == {"alive": "INFERENCE", "dead": "FAILED"} or loop.time() > deadline:
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        await ml.stop()
+    alive, dead = registry_status(entries["alive"]), registry_status(entries["dead"])
+    assert alive["currentStatus"] == "INFERENCE" and "failureReason" not in alive, alive
+    assert dead["currentStatus"] == "FAILED" and dead["failureReason"], dead
+    for block in (alive, dead):
+        onboarding = block["onboarding"]
+        assert isinstance(onboarding, dict), block
+        assert onboarding["phase"] in ("Inference", "PoCGenerate", "PoCGenerateWindDown", "PoCValidate",
+                                       "PoCValidateWindDown"), onboarding
+        assert {"participantState", "mlnodeState", "nextPoCAt", "shouldBeOnline"} <= set(onboarding), onboarding
+        assert "pocWeight" in block
+    assert dead["onboarding"]["mlnodeState"] == "TEST_FAILED"  # type: ignore[index]
+
+
+async def test_2025_08_stand_in_has_none_of_the_new_fields(admin: AdminClient) -> None:
+    from gonka_operator.registry_status import registry_status
+
+    async with run_simulator(generation="2025-08", state_delay=0) as sim:
+        await admin.upsert(sim.base_url, config(), None)
+        [entry] = await admin.list_nodes(sim.base_url)
+    block = registry_status(entry)
+    assert entry.onboarding is None and entry.state.ml_node_version is None
+    assert "onboarding" not in block and "mlNodeVersion" not in block
+    assert block["currentStatus"] == "INFERENCE" and block["pocWeight"] == 10  # its fixed allocation
