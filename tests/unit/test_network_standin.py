@@ -8,6 +8,7 @@ import json
 import selectors
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,7 @@ async def test_broker_follows_admin_state_phase_and_version(sim: Simulator) -> N
                 return f"{entry['state']['current_status']}/{entry['state']['poc_current_status']}"
 
             await eventually(lambda: _equals(status, "INFERENCE/IDLE"), 10, "INFERENCE")
+            await eventually(lambda: _true(ml.node.inference_healthy), 10, "vLLM of the stand-in healthy")
             up = [r for r in ml.node.requests if r["path"] == "/api/v1/inference/up"]
             assert up and ml.node.model == QWEN32 and ml.node.args == ["--max-model-len", "1024"]
             # disabled: it keeps serving in this epoch, and is stopped once the next epoch begins
@@ -162,6 +164,10 @@ async def test_broker_follows_admin_state_phase_and_version(sim: Simulator) -> N
         await ml.stop()
 
 
+async def _true(value: bool) -> bool:
+    return value
+
+
 async def _equals(check: Callable[[], Awaitable[str]], want: str) -> bool:
     return await check() == want
 
@@ -175,12 +181,16 @@ def test_cli_prints_every_address(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        lines: list[str] = []
         with selectors.DefaultSelector() as sel:
             sel.register(proc.stdout, selectors.EVENT_READ)
-            while len(lines) < 5:
-                assert sel.select(timeout=15), f"only {lines} within 15 s"
-                lines.append(proc.stdout.readline().strip())
+            assert sel.select(timeout=15), "no address line within 15 s"
+        # all five lines are printed together; readline() may have buffered them all already
+        watchdog = threading.Timer(15, proc.kill)
+        watchdog.start()
+        try:
+            lines = [proc.stdout.readline().strip() for _ in range(5)]
+        finally:
+            watchdog.cancel()
         urls = {line.split(" listening on ")[0]: line.split(" listening on ")[1] for line in lines[:4]}
         assert set(urls) == {"network-node stand-in (latest)", "public API", "ML callback", "chain RPC"}
         assert "targets loopback, 10.244.0.0/16" in lines[4]

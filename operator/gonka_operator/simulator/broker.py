@@ -21,8 +21,9 @@ Follows gonka-ai/gonka `decentralized-api/broker/` (v0.2.14):
 - Status query (`nodeStatusQueryWorker` / `queryNodeStatus`): a settled entry is asked
   `/api/v1/state` every interval and, when INFERENCE, `<inference url>/health`; a failure makes it
   FAILED with the reason (the stand-in always records the reason; upstream's worker only logs some).
-  Upstream's 30 s / 60 s intervals are a flag here (`--broker-interval`, default 1 s), and a FAILED
-  entry is retried every `--broker-retry` s instead of every tick.
+  Upstream's 30 s reconcile tick is `--broker-interval` here (default 1 s: entries whose intended
+  state differs are handled every tick), its 60 s status query `--status-interval` (default 10 s);
+  a FAILED entry is retried every `--broker-retry` s; a version change asks everyone again.
 - Traffic stays local: before any call the target is resolved and checked against the
   `TargetPolicy` (`targets.py`); a refused target is never contacted and the entry is FAILED with
   the reason.
@@ -117,13 +118,16 @@ class Broker:
         interval: float = 1.0,
         retry: float = 5.0,
         first_contact_delay: float = 0.0,
+        status_interval: float = 10.0,
         timeout: float = 5.0,
     ) -> None:
         self.registry, self.clock, self.policy, self.recorder = registry, clock, policy, recorder
-        self.mlnode_version = mlnode_version
         self.callback_url = callback_url
         self.public_key = public_key
         self.interval, self.retry, self.first_contact_delay = interval, retry, first_contact_delay
+        self.status_interval = status_interval
+        self._mlnode_version = mlnode_version
+        self._checked: dict[str, float] = {}  # when a settled entry was last asked for its state
         self.http = httpx.AsyncClient(timeout=timeout)
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
@@ -131,6 +135,17 @@ class Broker:
         self._last_phase: tuple[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
+
+    @property
+    def mlnode_version(self) -> str:
+        return self._mlnode_version
+
+    @mlnode_version.setter
+    def mlnode_version(self, version: str) -> None:
+        """A new version: every client is refreshed (`checkAndRefreshClientsIfNeeded`): ask everyone again."""
+        self._mlnode_version = version
+        self._checked.clear()
+        self._next_try.clear()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
@@ -159,7 +174,8 @@ class Broker:
                 await asyncio.wait_for(self._wake.wait(), self.interval)
 
     async def round(self, wait: bool = True) -> None:
-        """One pass over every idle entry; with `wait`, also waits for every command under way."""
+        """One pass over every idle entry. An explicit round (`wait`) also asks settled entries for
+        their state regardless of `status_interval` and waits for every command under way."""
         self.rounds += 1
         self._phase_bookkeeping()
         now = self.registry.now()
@@ -169,6 +185,11 @@ class Broker:
                 continue
             if now - node.since < self.first_contact_delay or now < self._next_try.get(node_id, 0.0):
                 continue
+            rt = node.runtime
+            settled = (rt.current_status, rt.poc_current_status) == self.intended(node)
+            if not wait and settled and now - self._checked.get(node_id, float("-inf")) < self.status_interval:
+                continue
+            self._checked[node_id] = now
             task = asyncio.get_running_loop().create_task(self._drive(node_id, node))
             self._busy[node_id] = task
             task.add_done_callback(self._done(node_id))
@@ -191,6 +212,7 @@ class Broker:
             return
         logger.info("Epoch %s phase %s (block %s)", current[0], current[1], self.clock.height)
         self._next_try.clear()  # a phase change is worth a new attempt everywhere
+        self._checked.clear()
         if current[1] == "Inference" and last[1] != "Inference":
             self._settle_weights()
 

@@ -56,6 +56,8 @@ def build_parser(prog: str = "gonka-operator simulate-network-node") -> argparse
     parser.add_argument("--broker-interval", type=float, default=1.0,
                         help="seconds between broker rounds (upstream: 30 s reconcile, 60 s status; "
                         "default %(default)s)")
+    parser.add_argument("--status-interval", type=float, default=10.0,
+                        help="seconds between state queries of a settled entry (upstream 60 s; default %(default)s)")
     parser.add_argument("--broker-retry", type=float, default=5.0,
                         help="seconds before a FAILED entry is tried again (default %(default)s)")
     parser.add_argument("--setup-report", type=Path, default=None, metavar="FILE",
@@ -116,6 +118,7 @@ async def _serve(args: argparse.Namespace) -> None:
         block_time=args.block_time,
         broker_interval=args.broker_interval,
         broker_retry=args.broker_retry,
+        status_interval=args.status_interval,
         setup_checks=parse_setup_checks(checks),
         catching_up=args.catching_up,
     )

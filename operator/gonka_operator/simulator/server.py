@@ -54,6 +54,7 @@ class Simulator:
         block_time: float = 1.0,
         broker_interval: float = 1.0,
         broker_retry: float = 5.0,
+        status_interval: float = 10.0,
         setup_checks: dict[str, dict[str, str]] | None = None,
         catching_up: bool = False,
         validator_seed: str = "stand-in",
@@ -88,7 +89,8 @@ class Simulator:
         self.validator_seed = validator_seed
         self.broker: Broker | None = None
         self._broker_args: dict[str, Any] = {"mlnode_version": mlnode_version, "interval": broker_interval,
-                             "retry": broker_retry, "first_contact_delay": state_delay}
+                             "retry": broker_retry, "first_contact_delay": state_delay,
+                                             "status_interval": status_interval}
 
     @property
     def generation(self) -> str:
