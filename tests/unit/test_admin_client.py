@@ -170,11 +170,24 @@ async def test_refused_update_keeps_the_serving_entry(sim: Simulator, admin: Adm
     """2025-08 changes by DELETE then POST: a POST the api refuses must not leave the node unregistered."""
     await admin.upsert(sim.base_url, config(), None)
     current = (await admin.list_nodes(sim.base_url))[0].node
-    with pytest.raises(AdminRejected):
+    with pytest.raises(AdminRejected) as rejected:
         await admin.upsert(sim.base_url, config(models={"Kimi/K2.6": ModelArgs(args=[])}), current)
+    # both answer 500: latest "failed to update node: …", 2025-08 "error creating new node" (then restored)
+    assert rejected.value.status == 500, rejected.value
     entries = await admin.list_nodes(sim.base_url)
     assert [e.node.id for e in entries] == ["node1"] and entries[0].node.same_config(config())
     assert sim.saved_config() == [config().to_body()]
+
+
+async def test_latest_update_onto_a_used_host_port_is_a_rejection(admin: AdminClient) -> None:
+    async with run_simulator(generation="latest") as sim:
+        await admin.upsert(sim.base_url, config("a", host="10.0.0.1"), None)
+        await admin.upsert(sim.base_url, config("b", host="10.0.0.2"), None)
+        current = next(e.node for e in await admin.list_nodes(sim.base_url) if e.node.id == "b")
+        with pytest.raises(AdminRejected) as rejected:
+            await admin.upsert(sim.base_url, config("b", host="10.0.0.1"), current)
+        assert rejected.value.status == 500 and "failed to update node" in rejected.value.message
+        assert "already used by node 'a'" in rejected.value.message
 
 
 async def test_connection_refused_is_unavailable_then_recovers(sim: Simulator, admin: AdminClient) -> None:
