@@ -1,13 +1,18 @@
-"""Watch the children: keep status current and repair drift.
+"""Watch the children: keep the owners' facts current and mark drifted owners for reconcile.
 
 Every child carries our labels. A child event updates the owner's record (Deployment availability,
-the scheduler's verdict on a Pending pod, StatefulSet readiness, Service IPs) and its status. When
-a child was deleted, or no longer contains what we applied (someone edited a field we own), the
-owner's children are applied again. Status-only events apply nothing, so they cause no writes.
+the scheduler's verdict on a Pending pod, StatefulSet readiness, Service IPs, which children exist)
+and its status. It never applies anything itself: when a child was deleted, no longer contains
+what we applied (someone edited a field we own), or is no longer desired (pruning), the owner is
+*marked* (`Repairs.mark`), and the Repairs worker runs the owner's reconcile — the same function
+kopf's handlers run (inference_node.apply_children, network_node.reconcile), under the same lock.
+Marks are deduplicated, so a burst of child events costs one reconcile. Status-only events mark
+nothing, so they cause no writes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,8 +20,11 @@ from kubernetes.utils.quantity import parse_quantity
 
 from gonka_operator import inference_node, network_node
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
-from gonka_operator.context import Context
+from gonka_operator.children import NEVER_PRUNED, owned_by
+from gonka_operator.context import Context, Key, Record
 from gonka_operator.kube import KubeError
+from gonka_operator.registry import backoff
+from gonka_operator.status import statefulset_ready
 
 logger = logging.getLogger(__name__)
 _EMPTY: tuple[Any, ...] = ({}, [], None, "", False)
@@ -47,7 +55,7 @@ def _find(children: list[Obj], kind: str, name: str) -> Obj | None:
     return next((c for c in children if c["kind"] == kind and c["metadata"]["name"] == name), None)
 
 
-def _owner(obj: Obj) -> tuple[str, str] | None:
+def owner_of(obj: Obj) -> tuple[str, str] | None:
     for ref in obj["metadata"].get("ownerReferences", []):
         if ref.get("apiVersion", "").startswith("gonka.ai/"):
             return ref["kind"], ref["name"]
@@ -59,17 +67,39 @@ def _owner(obj: Obj) -> tuple[str, str] | None:
     return None
 
 
+def needs_reconcile(desired: list[Obj], obj: Obj, deleted: bool, owner_uid: str) -> bool:
+    """Was this child deleted, edited away from what we apply, or is it ours but no longer desired?"""
+    if obj["kind"] == "Pod":
+        return False
+    want = _find(desired, obj["kind"], obj["metadata"]["name"])
+    if want is None:  # not desired (any more): prune it if it is really this CR's child
+        return not deleted and obj["kind"] not in NEVER_PRUNED and owned_by(obj, owner_uid)
+    return deleted or not is_subset(want, obj)
+
+
+def _track(record: Record, obj: Obj, deleted: bool) -> None:
+    if obj["kind"] == "Pod" or not owned_by(obj, record.body["metadata"]["uid"]):
+        return
+    child = (obj["kind"], obj["metadata"]["name"])
+    if deleted:
+        record.children.discard(child)
+    else:
+        record.children.add(child)
+
+
 async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None:
-    owner = _owner(obj)
+    owner = owner_of(obj)
     if owner is None:
         return
     kind, name = owner
     namespace = obj["metadata"]["namespace"]
+    key = (namespace, name)
     deleted = event_type == "DELETED"
     if kind == "InferenceNode":
-        record = ctx.inference.get((namespace, name))
+        record = ctx.inference.get(key)
         if record is None:
             return
+        _track(record, obj, deleted)
         if obj["kind"] == "Pod":
             if deleted:
                 record.pods.pop(obj["metadata"]["name"], None)
@@ -77,46 +107,83 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
                 record.pods[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
         elif obj["kind"] == "Deployment":
             record.deployment = None if deleted else {"status": obj.get("status", {})}
-        if obj["kind"] != "Pod" and _drifted(inference_node.desired_children(record.body), obj, deleted):
-            if record.body["metadata"].get("deletionTimestamp"):
-                return
-            logger.info("Repairing %s %s/%s of InferenceNode %s", obj["kind"], namespace, obj["metadata"]["name"], name)
-            for child in inference_node.desired_children(record.body):
-                await repair(ctx, child)
+        if not record.body["metadata"].get("deletionTimestamp") and needs_reconcile(
+                inference_node.desired_children(record.body), obj, deleted, record.body["metadata"]["uid"]):
+            logger.info("%s %s/%s of InferenceNode %s drifted; marked for reconcile", obj["kind"], namespace,
+                        obj["metadata"]["name"], name)
+            assert ctx.repairs is not None
+            ctx.repairs.mark("InferenceNode", key)
         await inference_node.write_status(ctx, record)
     elif kind == "NetworkNode":
-        nn = ctx.network.get((namespace, name))
+        nn = ctx.network.get(key)
         if nn is None:
             return
+        _track(nn, obj, deleted)
+        was_ready = statefulset_ready(nn.statefulset)
         if not deleted:
             network_node.remember_child(nn, obj)
+        elif obj["kind"] == "StatefulSet":
+            nn.statefulset = None
         settings = ctx.settings
         desired = network_node.desired_children(nn.body, nn.service_ips, settings.operator_pod_labels,
-                                                 settings.cluster_domain)
-        if _drifted(desired, obj, deleted) and not nn.body["metadata"].get("deletionTimestamp"):
-            logger.info("Repairing %s %s/%s of NetworkNode %s", obj["kind"], namespace, obj["metadata"]["name"], name)
-            await network_node.reconcile(ctx, nn.body)
-        else:
-            await network_node.write_status(ctx, nn)
+                                                 settings.cluster_domain, settings.operator_namespace)
+        if not nn.body["metadata"].get("deletionTimestamp") and needs_reconcile(
+                desired, obj, deleted, nn.body["metadata"]["uid"]):
+            logger.info("%s %s/%s of NetworkNode %s drifted; marked for reconcile", obj["kind"], namespace,
+                        obj["metadata"]["name"], name)
+            assert ctx.repairs is not None
+            ctx.repairs.mark("NetworkNode", key)
+        await network_node.write_status(ctx, nn)
+        if statefulset_ready(nn.statefulset) != was_ready and ctx.registries is not None:
+            ctx.registries.mark_network(key)  # its api became ready (register) or went (status)
 
 
-async def repair(ctx: Context, desired: Obj) -> None:
-    """Apply `desired`. An edit can leave the object in a state our apply cannot merge into (e.g.
-    strategy switched to RollingUpdate gains rollingUpdate defaults that Recreate forbids): then the
-    object is replaced, which is what the user declared anyway."""
-    try:
-        await ctx.kube.apply(desired)
-    except KubeError as exc:
-        if exc.status != 422 or desired["kind"] == "PersistentVolumeClaim":  # never drop data
-            raise
-        logger.warning("Replacing %s %s/%s: %s", desired["kind"], desired["metadata"]["namespace"],
-                       desired["metadata"]["name"], exc)
-        await ctx.kube.delete(desired)
-        await ctx.kube.apply(desired)
+class Repairs:
+    """Marked owners, reconciled by one worker task, each at most once per batch of marks."""
 
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.pending: dict[tuple[str, Key], None] = {}
+        self.retries: dict[tuple[str, Key], int] = {}
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
-def _drifted(children: list[Obj], obj: Obj, deleted: bool) -> bool:
-    desired = _find(children, obj["kind"], obj["metadata"]["name"])
-    if desired is None:
-        return False  # not ours any more (e.g. explorer switched off): leave it
-    return deleted or not is_subset(desired, obj)
+    def mark(self, kind: str, key: Key) -> None:
+        self.pending[(kind, key)] = None
+        self.wake.set()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name="drift repairs")
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    async def run(self) -> None:
+        await self.ctx.leader.wait()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            batch, self.pending = list(self.pending), {}
+            await asyncio.gather(*(self.repair(kind, key) for kind, key in batch))
+
+    async def repair(self, kind: str, key: Key) -> None:
+        ctx = self.ctx
+        try:
+            if kind == "InferenceNode":
+                record = ctx.inference.get(key)
+                if record is not None and record.handled:
+                    await inference_node.apply_children(ctx, record)
+                    await inference_node.write_status(ctx, record)
+            else:
+                nn = ctx.network.get(key)
+                if nn is not None and nn.observed_generation is not None:
+                    await network_node.reconcile(ctx, nn.body)
+        except (KubeError, ValueError) as exc:
+            retry = self.retries[(kind, key)] = self.retries.get((kind, key), 0) + 1
+            delay = backoff(retry)
+            logger.warning("Repair of %s %s/%s failed (%s); again in %.0f s", kind, *key, exc, delay)
+            asyncio.get_running_loop().call_later(delay, self.mark, kind, key)
+            return
+        self.retries.pop((kind, key), None)

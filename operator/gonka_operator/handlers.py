@@ -5,7 +5,6 @@ Loaded by `gonka-operator run` (kopf's `run`), never imported for side effects e
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -18,12 +17,12 @@ from gonka_operator.builders.common import LABEL_MANAGED_BY, MANAGED_BY
 from gonka_operator.context import Context, key_of
 from gonka_operator.kopf_storage import MemoryDiffBaseStorage, QuietAnnotationsProgressStorage
 from gonka_operator.kube import Kube, KubeError
+from gonka_operator.lease import LeaderElection
 from gonka_operator.metrics import RECONCILE_SECONDS, RECONCILES
-from gonka_operator.registry import SKIP_DEREGISTRATION, RegistryProblem, backoff
+from gonka_operator.registry import backoff
 from gonka_operator.settings import Settings
 
 GROUP, VERSION = "gonka.ai", "v1alpha1"
-FINALIZER = "gonka.ai/registry-cleanup"
 OURS = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
@@ -60,13 +59,18 @@ def _ctx(memo: kopf.Memo) -> Context:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    settings.persistence.finalizer = FINALIZER
+    # Our finalizer gonka.ai/registry-cleanup is managed by the registry loops (poller.py), not by
+    # kopf: a deletion handler's retries would sleep inside kopf's per-object worker. kopf's own
+    # finalizer name is one it never needs (no handler requires a finalizer).
+    settings.persistence.finalizer = "gonka.ai/kopf-finalizer"
     settings.persistence.progress_storage = QuietAnnotationsProgressStorage(prefix="gonka.ai")
     settings.persistence.diffbase_storage = memo["diffbase"] = MemoryDiffBaseStorage()
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
     # kopf runs one worker task per object with pending events; a burst of 1000 InferenceNodes
     # means ~5000 objects (CRs, Deployments, Pods, Services, NetworkPolicies). Bounding the workers
-    # per resource kind and letting idle ones exit sooner caps the operator's peak memory.
+    # per resource kind and letting idle ones exit sooner caps the operator's peak memory. Safe
+    # because no handler waits for an admin API (kopf sleeps a TemporaryError's delay inside the
+    # object's worker): only Kubernetes API errors are retried by kopf.
     settings.queueing.worker_limit = 100
     settings.queueing.idle_timeout = 1.0
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
@@ -77,18 +81,49 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         http, total_timeout=conf.admin_timeout_seconds))
     if conf.metrics_port:
         start_http_server(conf.metrics_port, addr=conf.metrics_address)
-    memo["poller"] = asyncio.create_task(poller.run(ctx), name="registry-poller")
+    ctx.registries, ctx.repairs = poller.Registries(ctx), drift.Repairs(ctx)
+    ctx.registries.start()
+    ctx.repairs.start()
+    if conf.lease_name:
+        memo["lease"] = election = LeaderElection(ctx.kube, conf.lease_namespace, conf.lease_name, ctx.leader,
+                                                         duration=conf.lease_seconds)
+        election.start()
+    else:
+        ctx.leader.set()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
-    task: asyncio.Task[None] | None = memo.get("poller")
-    if task:
-        task.cancel()
+    ctx: Context | None = memo.get("ctx")
+    if ctx and ctx.registries:
+        await ctx.registries.stop()
+    if ctx and ctx.repairs:
+        await ctx.repairs.stop()
+    if memo.get("lease"):
+        await memo["lease"].release()
     if memo.get("http"):
         await memo["http"].aclose()
-    if memo.get("ctx"):
-        await memo["ctx"].kube.close()
+    if ctx:
+        await ctx.kube.close()
+
+
+# --- indexes: the one writer of the records; kopf runs no other handler before both kinds are listed
+
+@kopf.index(GROUP, VERSION, "networknodes")
+async def network_nodes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Any, bool]:
+    ctx = _ctx(memo)
+    key = key_of(body)
+    new = key not in ctx.network
+    network_node.record_for(ctx, _plain(body))
+    if new and ctx.registries is not None:
+        ctx.registries.mark_network(key)  # its InferenceNodes may have waited for it
+    return {key: True}
+
+
+@kopf.index(GROUP, VERSION, "inferencenodes")
+async def inference_nodes(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[Any, bool]:
+    inference_node.record_for(_ctx(memo), _plain(body))
+    return {key_of(body): True}
 
 
 # --- NetworkNode ---------------------------------------------------------------------------------
@@ -96,20 +131,23 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "networknodes")
 async def network_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
-    if type == "DELETED":
-        ctx.network.pop(key_of(body), None)
-        memo["diffbase"].forget(body["metadata"]["uid"])
-    else:
-        network_node.record_for(ctx, _plain(body))
+    if type == "DELETED" or body["metadata"].get("deletionTimestamp"):
+        if type == "DELETED":
+            ctx.network.pop(key_of(body), None)
+            memo["diffbase"].forget(body["metadata"]["uid"])
+        assert ctx.registries is not None
+        ctx.registries.mark_network(key_of(body))  # its ML nodes: not Ready, deregistration moot
 
 
 @kopf.on.resume(GROUP, VERSION, "networknodes")
 @kopf.on.create(GROUP, VERSION, "networknodes")
 @kopf.on.update(GROUP, VERSION, "networknodes")
 async def reconcile_network_node(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    ctx = _ctx(memo)
+    await ctx.leader.wait()
     with RECONCILE_SECONDS.labels(kind="NetworkNode").time():
         try:
-            await network_node.reconcile(_ctx(memo), _plain(body))
+            await network_node.reconcile(ctx, _plain(body))
         except KubeError as exc:
             RECONCILES.labels(kind="NetworkNode", outcome="error").inc()
             # Backoff from 2 s, like the InferenceNode handler: a fixed 30 s left a NetworkNode
@@ -123,47 +161,31 @@ async def reconcile_network_node(body: kopf.Body, memo: kopf.Memo, retry: int, *
 @kopf.on.event(GROUP, VERSION, "inferencenodes")
 async def inference_node_seen(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     ctx = _ctx(memo)
+    assert ctx.registries is not None
     if type == "DELETED":
         ctx.inference.pop(key_of(body), None)
+        ctx.registries.forget(key_of(body))
         memo["diffbase"].forget(body["metadata"]["uid"])
-    else:
-        inference_node.record_for(ctx, _plain(body))
+    elif body["metadata"].get("deletionTimestamp"):
+        await ctx.registries.mark(key_of(body))  # deregister, then release the finalizer
 
 
 @kopf.on.resume(GROUP, VERSION, "inferencenodes")
 @kopf.on.create(GROUP, VERSION, "inferencenodes")
 @kopf.on.update(GROUP, VERSION, "inferencenodes")
-async def reconcile_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
-                                   logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
+async def reconcile_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    ctx = _ctx(memo)
+    await ctx.leader.wait()
     with RECONCILE_SECONDS.labels(kind="InferenceNode").time():
         try:
-            await inference_node.reconcile(_ctx(memo), _plain(body), retry)
-        except RegistryProblem as problem:
-            RECONCILES.labels(kind="InferenceNode", outcome="retry").inc()
-            logger.warning("Registration of InferenceNode %s did not happen (%s); retrying in %.0f s",
-                           body["metadata"]["name"], problem.facts.reason, problem.retry_after)
-            raise kopf.TemporaryError(problem.facts.message, delay=problem.retry_after) from problem
+            await inference_node.reconcile(ctx, _plain(body))
         except KubeError as exc:
             RECONCILES.labels(kind="InferenceNode", outcome="error").inc()
             raise kopf.TemporaryError(str(exc), delay=backoff(retry)) from exc
     RECONCILES.labels(kind="InferenceNode", outcome="ok").inc()
 
 
-@kopf.on.delete(GROUP, VERSION, "inferencenodes")
-async def deregister_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
-                                    logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any) -> None:
-    if body["metadata"].get("annotations", {}).get(SKIP_DEREGISTRATION) == "true":
-        logger.warning("Skipped deregistration of InferenceNode %s (annotation %s)",
-                       body["metadata"]["name"], SKIP_DEREGISTRATION)
-        return
-    try:
-        outcome = await inference_node.finalize(_ctx(memo), _plain(body), retry)
-    except RegistryProblem as problem:
-        raise kopf.TemporaryError(problem.facts.message, delay=problem.retry_after) from problem
-    logger.info("Deregistered InferenceNode %s: %s", body["metadata"]["name"], outcome)
-
-
-# --- children: status feedback and drift repair ------------------------------------------------
+# --- children: status feedback and drift marks ---------------------------------------------------
 
 @kopf.on.event("apps", "v1", "deployments", labels=OURS)
 @kopf.on.event("apps", "v1", "statefulsets", labels=OURS)

@@ -1,4 +1,8 @@
-"""InferenceNode use cases: apply the workload, register, compute and write status, deregister."""
+"""InferenceNode use cases: apply (and prune) the workload, compute and write status.
+
+The registry side (register, deregister, poll) belongs to the node's admin API loop in poller.py;
+this module only marks the node for it (`ctx.registries.mark`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,14 @@ import time
 
 from gonka_operator import context
 from gonka_operator.builders import inference_node as build
-from gonka_operator.builders.common import Obj, Owner
+from gonka_operator.builders.common import LABEL_INFERENCE_NODE, Obj, Owner
 from gonka_operator.builders.policies import inference_node_policy
+from gonka_operator.children import ApplyRefused, apply_child, prune
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key, key_of
 from gonka_operator.kube import KubeError
 from gonka_operator.models.inference_node import InferenceNodeSpec
-from gonka_operator.registry import RegistryProblem, deregister, register
+from gonka_operator.registry import FINALIZER
 from gonka_operator.status import Facts, inference_node_conditions, workload_facts
 
 logger = logging.getLogger(__name__)
@@ -41,50 +46,71 @@ def desired_children(body: Obj) -> list[Obj]:
     pvc = build.build_hf_cache_pvc(owner, spec)
     if pvc:
         children.insert(0, pvc)
-    if nn:
-        children.append(inference_node_policy(owner, nn))
+    if not nn:  # no NetworkNode to share its proxy ConfigMap (adminURL): the node has its own
+        children.insert(0, build.build_proxy_config(owner))
+    children.append(inference_node_policy(owner, nn, spec.allowed_from))
     return children
 
 
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:
+    """The record of `body`, created or updated (called by the indexer, on every event)."""
     key = key_of(body)
     record = ctx.inference.get(key)
     if record is None:
         status = body.get("status") or {}
         # start from what the object shows, so a restarted operator rewrites nothing it already said
         record = ctx.inference[key] = InferenceRecord(body=body, status_written=status or None,
-                                                      registry=status.get("registry"))
+                                                      registry=status.get("registry"),
+                                                      admin_url=status.get("adminURL"))
     else:
         record.body = body
     record.seen_at = time.monotonic()
     return record
 
 
-async def reconcile(ctx: Context, body: Obj, retry: int) -> None:
-    """Apply the workload, then register. RegistryProblem propagates (with status already written)
-    so the handler can ask kopf for a retry with the right delay."""
+async def apply_children(ctx: Context, record: InferenceRecord) -> None:
+    """Apply the desired children and prune the ones no longer desired: the one code path of kopf's
+    handler and of drift repair. A child the API server refuses is `ApplyFailed` (status + Warning),
+    never a deletion; other KubeErrors propagate (retried)."""
+    async with record.apply_lock:
+        body = record.body
+        if body["metadata"].get("deletionTimestamp"):
+            return
+        children = desired_children(body)
+        # independent objects: one round trip instead of three (the Service, which registration
+        # names as the host, exists once this returns)
+        results = await asyncio.gather(*(apply_child(ctx, c) for c in children), return_exceptions=True)
+        refused = [r for r in results if isinstance(r, ApplyRefused)]
+        failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ApplyRefused)]
+        for child, applied in zip(children, results, strict=True):
+            if child["kind"] == "Deployment" and isinstance(applied, dict) and record.deployment is None:
+                record.deployment = {"status": applied.get("status", {})}
+        if failed:
+            raise failed[0]
+        error = "; ".join(str(r) for r in refused) or None
+        if error and error != record.apply_error:
+            await ctx.kube.post_event(body, "Warning", "ApplyFailed", error)
+        record.apply_error = error
+        await prune(ctx, record, children)
+
+
+async def reconcile(ctx: Context, body: Obj) -> None:
+    """kopf's create/update/resume: our finalizer, the workload, then a mark for the registry loop.
+    Nothing here waits for an admin API."""
     record = record_for(ctx, body)
+    if body["metadata"].get("deletionTimestamp"):
+        return  # the registry loop deregisters it and removes the finalizer
     record.handled = True
-    key = key_of(body)
-    spec = InferenceNodeSpec.model_validate(body["spec"])
-    children = desired_children(body)
-    # independent objects: one round trip instead of three (the Service, which registration
-    # names as the host, exists once this returns)
-    for child, applied in zip(children, await asyncio.gather(*map(ctx.kube.apply, children)), strict=True):
-        if child["kind"] == "Deployment" and record.deployment is None:
-            record.deployment = {"status": applied.get("status", {})}
-    try:
-        record.admin_url, record.registration = await register(ctx, key, spec, retry)
-        record.registered_at = time.monotonic()
-    except RegistryProblem as problem:
-        previous, record.registration = record.registration, problem.facts
-        if previous.reason != problem.facts.reason or previous.message != problem.facts.message:
-            await ctx.kube.post_event(body, "Warning", problem.facts.reason, problem.facts.message)
-        raise
-    finally:
-        # Only now: child events seen meanwhile must not write a status without the registration.
-        record.observed_generation = body["metadata"].get("generation")
+    if FINALIZER not in (body["metadata"].get("finalizers") or []):
+        await ctx.kube.set_finalizer(body, FINALIZER, present=True)
+    record.finalized = True
+    error_before = record.apply_error
+    await apply_children(ctx, record)
+    record.observed_generation = body["metadata"].get("generation")
+    if record.apply_error != error_before:
         await write_status(ctx, record)
+    assert ctx.registries is not None
+    await ctx.registries.mark(key_of(body))
 
 
 async def wake_unhandled(ctx: Context, now: float | None = None) -> list[Key]:
@@ -106,29 +132,40 @@ async def wake_unhandled(ctx: Context, now: float | None = None) -> list[Key]:
         ctx.inference[key].seen_at = now  # at most one touch per UNHANDLED_SECONDS
         logger.warning("InferenceNode %s/%s was not handled %.0f s after its last event; touching it so "
                        "that kopf handles it", *key, UNHANDLED_SECONDS)
-        try:
-            await ctx.kube.annotate(context.API_VERSION, KIND, *key, {TOUCH_ANNOTATION: now_rfc3339()})
-        except KubeError as exc:
-            logger.warning("Could not touch InferenceNode %s/%s: %s", *key, exc)
+        await touch(ctx, key)
     return stalled
 
 
-async def finalize(ctx: Context, body: Obj, retry: int) -> str:
-    """Deregister before the finalizer goes; children are garbage-collected afterwards."""
-    record = record_for(ctx, body)
-    key = key_of(body)
-    spec = InferenceNodeSpec.model_validate(body["spec"])
-    last_url = (body.get("status") or {}).get("adminURL") or record.admin_url
+async def touch(ctx: Context, key: Key) -> None:
     try:
-        outcome = await deregister(ctx, key, spec, last_url, retry)
-    except RegistryProblem as problem:
-        if record.registration.reason != problem.facts.reason:
-            await ctx.kube.post_event(body, "Warning", problem.facts.reason, problem.facts.message)
-        record.registration = problem.facts
-        await write_status(ctx, record)
-        raise
-    await ctx.kube.post_event(body, "Normal", "Deregistered", outcome)
-    return outcome
+        await ctx.kube.annotate(context.API_VERSION, KIND, *key, {TOUCH_ANNOTATION: now_rfc3339()})
+    except KubeError as exc:
+        logger.warning("Could not touch InferenceNode %s/%s: %s", *key, exc)
+
+
+async def resync(ctx: Context) -> list[Key]:
+    """Re-read the InferenceNodes (one LIST per namespace) and touch those whose generation this
+    process has not reconciled although it handled them: an update event the watch lost. kopf then
+    sees the change and runs the update handler. Nothing is written when nothing was lost."""
+    lost: list[Key] = []
+    for namespace in sorted({k[0] for k in ctx.inference}):
+        try:
+            items = await ctx.kube.list(context.API_VERSION, KIND, namespace)
+        except KubeError as exc:
+            logger.warning("Resync of InferenceNodes in %s failed: %s", namespace, exc)
+            continue
+        for item in items:
+            key = key_of(item)
+            record = ctx.inference.get(key)
+            meta = item["metadata"]
+            if (record is not None and record.handled and not meta.get("deletionTimestamp")
+                    and record.observed_generation is not None
+                    and meta.get("generation") != record.observed_generation):
+                lost.append(key)
+    for key in lost:
+        logger.warning("InferenceNode %s/%s changed without an event reaching the operator; touching it", *key)
+        await touch(ctx, key)
+    return lost
 
 
 def compute_status(record: InferenceRecord) -> Obj:
@@ -139,10 +176,17 @@ def compute_status(record: InferenceRecord) -> Obj:
     registration = record.registration
     if registration.ok and not spec.enabled:
         registration = Facts(True, "Disabled", registration.message)
+    health = None
+    registry = record.registry or {}
+    if registration.ok and registry.get("currentStatus") == "FAILED":
+        health = Facts(False, "NodeFailed", "the network node reports the ML node FAILED: "
+                       + str(registry.get("failureReason") or "no reason given"))
+    if record.apply_error:
+        health = Facts(False, "ApplyFailed", record.apply_error)
     status: Obj = {
         "observedGeneration": record.observed_generation,
         "conditions": inference_node_conditions(previous, record.observed_generation, workload,
-                                                registration, now_rfc3339()),
+                                                registration, now_rfc3339(), health),
         "nodeId": spec.node_id or body["metadata"]["name"],
     }
     if record.admin_url:
@@ -154,3 +198,7 @@ def compute_status(record: InferenceRecord) -> Obj:
 
 async def write_status(ctx: Context, record: InferenceRecord) -> None:
     await context.write_status(ctx, record, KIND, compute_status)
+
+
+def children_label(name: str) -> dict[str, str]:
+    return {LABEL_INFERENCE_NODE: name}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -83,6 +84,66 @@ class Kube:
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
         return await self._call("PATCH", path, obj, query, "application/apply-patch+yaml")
+
+    async def dry_run_create(self, obj: Obj) -> None:
+        """Would the API server accept `obj` as a new object? A server-side dry-run apply of it under
+        a fresh name (nothing is stored). KubeError (e.g. 422 with the API's message) if not."""
+        meta = obj["metadata"]
+        fresh = {**obj, "metadata": {**meta, "name": f"{meta['name'][:40]}-dry-{secrets.token_hex(4)}"}}
+        path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], fresh["metadata"]["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true"), ("dryRun", "All")]
+        await self._call("PATCH", path, fresh, query, "application/apply-patch+yaml")
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self._call("GET", object_path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    async def create(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        return await self._call("POST", object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj)
+
+    async def replace(self, obj: Obj) -> Obj:
+        """PUT `obj` (its resourceVersion makes a concurrent change a 409)."""
+        meta = obj["metadata"]
+        return await self._call("PUT", object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
+                                obj)
+
+    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
+        items = (await self._call("GET", object_path(api_version, kind, namespace))).get("items", [])
+        return list(items) if isinstance(items, list) else []
+
+    async def set_finalizer(self, body: Obj, finalizer: str, present: bool) -> None:
+        """Add or remove one finalizer of a custom resource, others' finalizers untouched: a merge
+        patch of the whole list guarded by resourceVersion (409 → re-read and retry). An object
+        that is gone is fine."""
+        meta = body["metadata"]
+        api_version, kind = body["apiVersion"], body["kind"]
+        current: Obj | None = body
+        for _ in range(5):
+            if current is None:
+                return
+            cmeta = current["metadata"]
+            finalizers = list(cmeta.get("finalizers") or [])
+            if (finalizer in finalizers) == present:
+                return
+            finalizers = [*finalizers, finalizer] if present else [f for f in finalizers if f != finalizer]
+            patch = {"metadata": {"finalizers": finalizers or None, "resourceVersion": cmeta["resourceVersion"]}}
+            try:
+                await self._call("PATCH", object_path(api_version, kind, meta["namespace"], meta["name"]),
+                                 patch, None, "application/merge-patch+json")
+                return
+            except KubeError as exc:
+                if exc.status == 404:
+                    return
+                if exc.status != 409:
+                    raise
+            current = await self.get(api_version, kind, meta["namespace"], meta["name"])
+        raise KubeError(409, f"finalizer {finalizer} of {kind} {meta['namespace']}/{meta['name']}: kept conflicting")
 
     async def delete(self, obj: Obj) -> None:
         """Delete `obj` (dependents are garbage-collected in the background); absent is fine."""

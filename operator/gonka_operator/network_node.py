@@ -8,6 +8,7 @@ from gonka_operator import context
 from gonka_operator.builders import network_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import network_node_policies
+from gonka_operator.children import ApplyRefused, apply_child, prune
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, NetworkRecord, key_of
 from gonka_operator.kube import KubeError
@@ -24,16 +25,17 @@ def owner_of(body: Obj) -> Owner:
 
 
 def desired_children(body: Obj, service_ips: dict[str, str], operator_pod_labels: dict[str, str],
-                     cluster_domain: str) -> list[Obj]:
+                     cluster_domain: str, operator_namespace: str | None = None) -> list[Obj]:
     """Every object of a NetworkNode, in apply order (Services first: the proxy needs their IPs)."""
     spec = NetworkNodeSpec.model_validate(body["spec"])
     owner = owner_of(body)
     ep = build.endpoints(owner.name, owner.namespace, spec, cluster_domain)
     objs = [*build.build_pvcs(owner, spec), *build.build_services(owner, spec),
+            build.build_mlnode_proxy_config(owner),  # mounted by every ML pod of this NetworkNode
             build.build_statefulset(owner, spec, ep), build.build_proxy(owner, spec, service_ips)]
     if spec.explorer.enabled:
         objs.append(build.build_explorer(owner, spec))
-    return objs + network_node_policies(owner, operator_pod_labels)
+    return objs + network_node_policies(owner, operator_pod_labels, operator_namespace)
 
 
 def record_for(ctx: Context, body: Obj) -> NetworkRecord:
@@ -50,24 +52,43 @@ def record_for(ctx: Context, body: Obj) -> NetworkRecord:
 
 async def reconcile(ctx: Context, body: Obj) -> None:
     """Apply all children: PVCs and Services first, then the workloads, whose proxy needs the
-    Services' cluster IPs for its hostAliases."""
+    Services' cluster IPs for its hostAliases; then prune what is no longer desired (the explorer
+    switched off). A child the API server refuses is `ApplyFailed` (Degraded), never a deletion.
+    The one code path of kopf's handlers and of drift repair."""
     record = record_for(ctx, body)
-    record.apply_error = None
+    if body["metadata"].get("deletionTimestamp"):
+        return
     settings = ctx.settings
-    child: Obj = {}
-    try:
-        for first_pass in (True, False):
-            for child in desired_children(body, record.service_ips, settings.operator_pod_labels,
-                                          settings.cluster_domain):
-                if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
-                    remember_child(record, await ctx.kube.apply(child))
-    except KubeError as exc:
-        record.apply_error = f"applying {child['kind']} {child['metadata']['name']} failed: {exc}"
-        await ctx.kube.post_event(body, "Warning", "ApplyFailed", record.apply_error)
-        raise
-    finally:
+    async with record.apply_lock:
+        body = record.body
+        desired = desired_children(body, record.service_ips, settings.operator_pod_labels, settings.cluster_domain,
+                                   operator_namespace=settings.operator_namespace)
+        errors: list[str] = []
+        child: Obj = {}
+        try:
+            for first_pass in (True, False):
+                for child in desired_children(body, record.service_ips, settings.operator_pod_labels,
+                                              settings.cluster_domain, settings.operator_namespace):
+                    if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
+                        try:
+                            remember_child(record, await apply_child(ctx, child))
+                        except ApplyRefused as refused:
+                            errors.append(str(refused))
+            await prune(ctx, record, desired)
+        except KubeError as exc:
+            error = f"applying {child.get('kind')} {child.get('metadata', {}).get('name')} failed: {exc}"
+            if error != record.apply_error:
+                await ctx.kube.post_event(body, "Warning", "ApplyFailed", error)
+            record.apply_error = error
+            record.observed_generation = body["metadata"].get("generation")
+            await write_status(ctx, record)
+            raise
         record.observed_generation = body["metadata"].get("generation")
-        await write_status(ctx, record)
+        refusal = "; ".join(errors) or None
+        if refusal and refusal != record.apply_error:
+            await ctx.kube.post_event(body, "Warning", "ApplyFailed", refusal)
+        record.apply_error = refusal
+    await write_status(ctx, record)
 
 
 def remember_child(record: NetworkRecord, obj: Obj) -> None:

@@ -1,64 +1,96 @@
-"""Registration of InferenceNodes in their network node's admin registry (REFERENCE.md §4).
+"""The rules of one registry entry (REFERENCE.md §4): what it should hold, who may write it, and the
+admin-API calls that make it so. No state of its own: poller.RegistryLoop, the one writer of each
+admin API, calls these with what it knows.
 
-Rules that keep the registry exact: every change of one entry holds that entry's lock; on an admin
-API that is not known to upsert (the 2025-08 generation, or one not probed yet) the current entry
-comes from a fresh `GET nodes`, so an existing id is never re-POSTed (that generation would append
-a duplicate to its saved config).
+Rules that keep the registry exact:
+* one writer per admin API (its RegistryLoop), and that writer never lets a `GET nodes` overlap
+  its own writes, so its snapshot is exact up to edits by others;
+* on an admin API not known to upsert (the 2025-08 generation, or one where no PUT of ours has
+  succeeded yet) the snapshot a write relies on is a fresh `GET`, so an existing id is never
+  re-POSTed (that generation would append a duplicate to its saved config);
+* one id, one CR: the oldest CR that claims an id at an admin API owns it; the others get
+  `IdConflict` and never write.
 """
 
 from __future__ import annotations
 
-import logging
-import time
+from dataclasses import dataclass
 
 from gonka_operator.admin import (
+    AdminClient,
     AdminNotFound,
     AdminRejected,
     AdminState,
-    AdminUnavailable,
+    InferenceNodeConfig,
     NodeEntry,
     NodeState,
     RegisteredNode,
 )
 from gonka_operator.builders.inference_node import registry_config
-from gonka_operator.context import Context, Key
+from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.models.inference_node import InferenceNodeSpec
-from gonka_operator.status import Facts
-
-logger = logging.getLogger(__name__)
+from gonka_operator.status import Facts, statefulset_ready
 
 SKIP_DEREGISTRATION = "gonka.ai/skip-deregistration"
+FINALIZER = "gonka.ai/registry-cleanup"
 
 
 class RegistryProblem(Exception):
     """Registration did not happen; `facts` is what the status says and `retry_after` when to retry."""
 
-    def __init__(self, facts: Facts, retry_after: float) -> None:
+    def __init__(self, facts: Facts, retry_after: float, warn: bool = True) -> None:
         super().__init__(facts.message)
         self.facts = facts
         self.retry_after = retry_after
+        self.warn = warn  # post a Warning Event (False for "not yet", e.g. the api still syncing)
+
+
+def backoff(retry: int, base: float = 2.0, cap: float = 60.0) -> float:
+    return float(min(cap, base * 2 ** min(retry, 10)))
+
+
+def node_id_of(key: Key, body: dict[str, object]) -> str:
+    spec = body.get("spec") or {}
+    node_id = spec.get("nodeId") if isinstance(spec, dict) else None
+    return str(node_id or key[1])
+
+
+def network_node_gone(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> bool:
+    """The NetworkNode that owns this node's registry is absent or being deleted (adminURL mode: never)."""
+    if spec.network_node_ref is None:
+        return False
+    nn = ctx.network.get((namespace, spec.network_node_ref.name))
+    return nn is None or bool(nn.body["metadata"].get("deletionTimestamp"))
 
 
 def resolve_admin_url(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> str:
-    """The admin API of this InferenceNode's network node, or RegistryProblem saying why not yet."""
+    """The admin API of this InferenceNode's network node, or RegistryProblem saying why not yet.
+
+    A NetworkNode's admin API is used once its node/api pod is Ready: before that (the api syncs
+    the chain, possibly for hours) the node is `NetworkNodeNotReady`, not `AdminUnreachable`."""
     if spec.admin_url:
         return spec.admin_url
     assert spec.network_node_ref is not None, "admission requires networkNodeRef or adminURL"
     nn = spec.network_node_ref.name
     record = ctx.network.get((namespace, nn))
-    if record is None:
+    if record is None or record.body["metadata"].get("deletionTimestamp"):
         raise RegistryProblem(Facts(False, "NetworkNodeNotFound",
-                                    f"NetworkNode {nn} does not exist in namespace {namespace}"), 15)
+                                    f"NetworkNode {nn} does not exist in namespace {namespace}"), 30)
     in_cluster = (record.endpoints or {}).get("adminURL")
     url = ctx.settings.admin_url_for(namespace, nn, in_cluster)
-    if not url:
-        raise RegistryProblem(Facts(False, "NetworkNodeNotReady",
-                                    f"NetworkNode {nn} has no admin URL yet"), 10)
+    if not url or not statefulset_ready(record.statefulset):
+        raise RegistryProblem(Facts(None, "NetworkNodeNotReady",
+                                    f"NetworkNode {nn}: waiting for its node/api pod to become Ready"), 30,
+                              warn=False)
     return url
 
 
-def backoff(retry: int, base: float = 2.0, cap: float = 60.0) -> float:
-    return float(min(cap, base * 2 ** min(retry, 10)))
+def network_admin_url(ctx: Context, key: Key) -> str | None:
+    """The admin URL a NetworkNode's registry is polled at (readiness aside)."""
+    record = ctx.network.get(key)
+    if record is None:
+        return None
+    return ctx.settings.admin_url_for(key[0], key[1], (record.endpoints or {}).get("adminURL"))
 
 
 def problem_from(exc: Exception, url: str, retry: int) -> RegistryProblem:
@@ -68,68 +100,66 @@ def problem_from(exc: Exception, url: str, retry: int) -> RegistryProblem:
     return RegistryProblem(Facts(False, "AdminUnreachable", f"admin API at {url}: {exc}"), backoff(retry))
 
 
-async def _current(ctx: Context, url: str, node_id: str) -> NodeEntry | None:
-    if url in ctx.upsert_confirmed and url in ctx.registry:
-        return ctx.registry[url].entries.get(node_id)
-    return await ctx.admin.get_node(url, node_id)
+def desired_config(key: Key, spec: InferenceNodeSpec, cluster_domain: str) -> InferenceNodeConfig:
+    return registry_config(key[1], key[0], spec, cluster_domain)
 
 
-def _remember(ctx: Context, url: str, node_id: str, entry: NodeEntry | None) -> None:
-    """Keep the cached snapshot in step with our own writes until the next poll replaces it."""
-    snapshot = ctx.registry.get(url)
-    if snapshot is None:
-        return
-    if entry is None:
-        snapshot.entries.pop(node_id, None)
+def content_drift(entry: NodeEntry, config: InferenceNodeConfig, enabled: bool) -> str | None:
+    """What differs between the registry's entry and the CR (None: nothing)."""
+    if not entry.node.same_config(config):
+        have, want = entry.node.to_body(), config.to_body()
+        fields = sorted(k for k in want if have.get(k) != want[k])
+        return "entry differs from the spec in " + ", ".join(fields)
+    admin = entry.state.admin_state
+    if admin is not None and admin.enabled is not None and admin.enabled != enabled:
+        return f"entry is {'enabled' if admin.enabled else 'disabled'}, the spec says enabled={enabled}"
+    return None
+
+
+def id_owner(ctx: Context, url: str, node_id: str, claimants: list[Key]) -> Key:
+    """Of the CRs that claim `node_id` at `url`, the one that owns it: the oldest (creation time,
+    then namespace/name), which after a restart is the same one as before."""
+    def age(key: Key) -> tuple[str, Key]:
+        record = ctx.inference.get(key)
+        created = str(record.body["metadata"].get("creationTimestamp", "")) if record else "~"
+        return created, key
+    return min(claimants, key=age)
+
+
+def conflict_problem(owner: Key, node_id: str, url: str) -> RegistryProblem:
+    return RegistryProblem(Facts(False, "IdConflict",
+                                 f"registry id {node_id} at {url} belongs to InferenceNode {owner[0]}/{owner[1]}; "
+                                 "set a distinct spec.nodeId"), 60)
+
+
+@dataclass
+class Written:
+    entry: NodeEntry  # what the registry holds now (to keep the snapshot in step)
+    put_succeeded: bool  # a PUT of ours was accepted: the api upserts (latest generation)
+    changed: bool  # anything was sent
+
+
+async def register(admin: AdminClient, url: str, config: InferenceNodeConfig, enabled: bool,
+                   current: NodeEntry | None) -> Written:
+    """Make the entry equal `config` and `enabled`, given what the registry holds now (`current`
+    must be exact on a 2025-08 api: see the module docstring). Admin errors propagate."""
+    legacy_before = admin.known_generation(url) is not None
+    sent = current is None or not current.node.same_config(config)
+    await admin.upsert(url, config, current.node if current else None)
+    legacy = admin.known_generation(url) is not None
+    put_ok = sent and not legacy and not legacy_before
+    if current is None or (sent and legacy):
+        was_enabled: bool | None = True  # a freshly POSTed entry starts enabled
     else:
-        snapshot.entries[node_id] = entry
+        was_enabled = current.state.admin_state.enabled if current.state.admin_state else None
+    toggled = was_enabled != enabled
+    if toggled:
+        await admin.set_enabled(url, config.id, enabled)
+    state = (current.state if current else NodeState()).model_copy(
+        update={"admin_state": AdminState(enabled=enabled)})
+    return Written(NodeEntry(node=RegisteredNode(**config.to_body()), state=state), put_ok, sent or toggled)
 
 
-async def register(ctx: Context, key: Key, spec: InferenceNodeSpec, retry: int = 0) -> tuple[str, Facts]:
-    """Make the registry hold this node exactly as specified. Returns (admin URL, Registered facts)."""
-    namespace, name = key
-    url = resolve_admin_url(ctx, namespace, spec)
-    config = registry_config(name, namespace, spec, ctx.settings.cluster_domain)
-    async with ctx.registry_lock(url, config.id):
-        try:
-            current = await _current(ctx, url, config.id)
-            await ctx.admin.upsert(url, config, current.node if current else None)
-            if ctx.admin.known_generation(url) is None:
-                ctx.upsert_confirmed.add(url)
-            changed = current is None or not current.node.same_config(config)
-            if current is None or (changed and ctx.admin.known_generation(url) is not None):
-                enabled: bool | None = True  # a freshly POSTed entry starts enabled
-            else:
-                enabled = current.state.admin_state.enabled if current.state.admin_state else None
-            if enabled != spec.enabled:
-                await ctx.admin.set_enabled(url, config.id, spec.enabled)
-            state = (current.state if current else NodeState()).model_copy(
-                update={"admin_state": AdminState(enabled=spec.enabled)})
-            _remember(ctx, url, config.id, NodeEntry(node=RegisteredNode(**config.to_body()), state=state))
-        except (AdminUnavailable, AdminRejected) as exc:
-            raise problem_from(exc, url, retry) from exc
-    detail = "enabled" if spec.enabled else "disabled (takes effect at the next epoch)"
-    return url, Facts(True, "Registered", f"registered as {config.id} at {url}, {detail}")
-
-
-async def deregister(ctx: Context, key: Key, spec: InferenceNodeSpec, last_admin_url: str | None,
-                     retry: int = 0) -> str:
-    """Remove the entry. `false` from the API means it was already gone: success too."""
-    namespace, name = key
-    try:
-        url = resolve_admin_url(ctx, namespace, spec)
-    except RegistryProblem:
-        if not last_admin_url:
-            return "the network node is gone and no admin URL was ever used: nothing to remove"
-        url = last_admin_url
-    node_id = spec.node_id or name
-    async with ctx.registry_lock(url, node_id):
-        try:
-            removed = await ctx.admin.delete(url, node_id)
-        except (AdminUnavailable, AdminRejected) as exc:
-            raise RegistryProblem(Facts(False, "DeregistrationPending",
-                                        f"could not remove {node_id} from {url} yet: {exc}"), backoff(retry)) from exc
-        _remember(ctx, url, node_id, None)
-        ctx.deregistered[(url, node_id)] = time.monotonic()
-    return f"removed {node_id} from {url}" if removed else f"{node_id} was not in the registry at {url}"
-
+def registered_facts(record: InferenceRecord, config: InferenceNodeConfig, url: str, enabled: bool) -> Facts:
+    detail = "enabled" if enabled else "disabled (takes effect at the next epoch)"
+    return Facts(True, "Registered", f"registered as {config.id} at {url}, {detail}")

@@ -23,6 +23,15 @@ def _parse_map(raw: str) -> dict[str, str]:
     return out
 
 
+def _own_namespace() -> str | None:
+    """The namespace of the pod this runs in (in a cluster), else None."""
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _parse_labels(raw: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in raw.split(",") if item)
 
@@ -46,6 +55,14 @@ class Settings:
     metrics_port: int = 0  # 0 = no metrics server
     metrics_address: str = "0.0.0.0"  # the chart's default; tests and the local demo use 127.0.0.1
     admin_timeout_seconds: float = 10.0
+    # Re-read the InferenceNodes this often, to catch an update event the watch lost (no writes
+    # unless one was lost). Env: GONKA_RESYNC_SECONDS.
+    resync_seconds: float = 300.0
+    # The Lease that lets one operator act at a time ("" = no leader election). The chart sets the
+    # namespace to its own. Env: GONKA_LEASE_NAME, GONKA_LEASE_NAMESPACE.
+    lease_name: str = "gonka-operator"
+    lease_namespace: str = "default"
+    lease_seconds: float = 15.0  # a standby takes over this long after the holder's last renewal
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -60,6 +77,10 @@ class Settings:
         s.metrics_port = int(env.get("GONKA_METRICS_PORT", s.metrics_port))
         s.metrics_address = env.get("GONKA_METRICS_ADDRESS", s.metrics_address)
         s.admin_timeout_seconds = float(env.get("GONKA_ADMIN_TIMEOUT_SECONDS", s.admin_timeout_seconds))
+        s.resync_seconds = float(env.get("GONKA_RESYNC_SECONDS", s.resync_seconds))
+        s.lease_name = env.get("GONKA_LEASE_NAME", s.lease_name)
+        s.lease_seconds = float(env.get("GONKA_LEASE_SECONDS", s.lease_seconds))
+        s.lease_namespace = env.get("GONKA_LEASE_NAMESPACE", "") or _own_namespace() or s.lease_namespace
         return s
 
     def admin_url_for(self, namespace: str, network_node: str, in_cluster_url: str | None) -> str | None:

@@ -51,12 +51,14 @@ def workload_facts(external: bool, deployment: Obj | None, pods: list[Obj]) -> F
 
 
 def inference_node_conditions(previous: list[Obj], generation: int | None, workload: Facts,
-                              registration: Facts, now: str) -> list[Obj]:
-    ready_ok: bool | None = bool(workload.ok and registration.ok)
+                              registration: Facts, now: str, health: Facts | None = None) -> list[Obj]:
+    """Ready = workload available, registered, and nothing else wrong (`health`: e.g. the registry
+    reports the node FAILED, or the API server refused a child: ApplyFailed)."""
+    ready_ok: bool | None = bool(workload.ok and registration.ok and health is None)
     if ready_ok:
         ready = Cond("Ready", True, "Ready", "workload available and registered")
     else:
-        blocker = workload if not workload.ok else registration
+        blocker = health if health is not None else workload if not workload.ok else registration
         ready = Cond("Ready", False if blocker.ok is False else None, blocker.reason, blocker.message)
     conds = [ready, Cond("WorkloadAvailable", workload.ok, workload.reason, workload.message),
              Cond("Registered", registration.ok, registration.reason, registration.message)]
@@ -82,7 +84,25 @@ def network_node_conditions(previous: list[Obj], generation: int | None, sts: Ob
 
 
 def changed(current: Obj | None, desired: Obj) -> bool:
-    """Would writing `desired` change anything? Compares only the keys we write, ignoring the
-    transition timestamps (which merge_conditions keeps stable when nothing flipped)."""
+    """Would writing `desired` change anything (keys that vanished from `desired` included)?"""
+    return bool(merge_patch(current, desired))
+
+
+def merge_patch(current: Obj | None, desired: Obj) -> Obj:
+    """The JSON merge patch (RFC 7386) that turns `current` into `desired`: changed keys, nested
+    dicts recursed into, and keys `desired` no longer holds set to None (removed). Empty = nothing
+    to write. Lists are replaced whole, as merge patches do."""
     current = current or {}
-    return any(current.get(k) != v for k, v in desired.items())
+    patch: Obj = {}
+    for k, v in desired.items():
+        old = current.get(k)
+        if isinstance(v, dict) and isinstance(old, dict):
+            sub = merge_patch(old, v)
+            if sub:
+                patch[k] = sub
+        elif old != v:
+            patch[k] = v
+    for k in current.keys() - desired.keys():
+        if current[k] is not None:
+            patch[k] = None
+    return patch

@@ -153,3 +153,145 @@ def test_render_matches_what_the_operator_applies(operator: Operator, kubectl: K
     live_container = live["spec"]["template"]["spec"]["containers"][0]
     assert live_container["resources"] == container["resources"]
     assert live_container["env"] == container["env"]
+
+
+# --- issue 11: bad input, pruning, deletion, readiness ------------------------------------------
+
+def events_of(kubectl: Kubectl, ns: str, name: str) -> list[dict]:
+    items: list[dict] = kubectl.json("get", "events", "-n", ns, "--field-selector",
+                                     f"involvedObject.name={name}")["items"]
+    return items
+
+
+def test_spec_the_api_refuses_is_a_condition_never_a_deletion(operator: Operator, kubectl: Kubectl,
+                                                              namespace: str) -> None:
+    """Critical 2: requests above limits pass the CRD schema but the API server refuses the
+    Deployment. The running Deployment stays (same uid), the CR says ApplyFailed with the API's text."""
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + ml_node("typo", 1))
+    dep = wait_for(lambda: kubectl.get("deployment", "typo-mlnode", namespace), 60, "Deployment")
+    uid = dep["metadata"]["uid"]
+    wait_condition(kubectl, "inferencenode", "typo", namespace, "Registered", "True", timeout=60)
+    kubectl.run("patch", "inferencenode", "typo", "-n", namespace, "--type=merge", "-p",
+                '{"spec":{"resources":{"requests":{"memory":"64Gi"},"limits":{"memory":"32Gi"}}}}')
+    cond = wait_condition(kubectl, "inferencenode", "typo", namespace, "Ready", "False", "ApplyFailed", 30)
+    assert "limit" in cond["message"], cond
+    # a child event (here an annotation) used to make drift repair delete the Deployment
+    kubectl.run("annotate", "deployment", "typo-mlnode", "-n", namespace, "poke=1")
+    holds_for(lambda: (d := kubectl.get("deployment", "typo-mlnode", namespace)) and d["metadata"]["uid"] == uid,
+              6, "the running Deployment is never deleted")
+    assert any(e["reason"] == "ApplyFailed" and e["type"] == "Warning" for e in events_of(kubectl, namespace, "typo"))
+    # fixing the spec clears the condition
+    kubectl.run("patch", "inferencenode", "typo", "-n", namespace, "--type=merge", "-p",
+                '{"spec":{"resources":null}}')
+    wait_for(lambda: (condition(kubectl.get("inferencenode", "typo", namespace), "Ready") or {}).get("reason")
+             != "ApplyFailed", 30, "ApplyFailed cleared")
+
+
+def test_unwanted_children_are_pruned_but_pvcs_kept(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                                    namespace: str) -> None:
+    """Major 7: switching an InferenceNode to spec.external removes its Deployment, Service and
+    NetworkPolicy (never its PVC); switching the explorer off removes the explorer."""
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + ml_node("moving", 1))
+    kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"explorer":{"enabled":true}}}')
+    wait_for(lambda: {"Deployment/moving-mlnode", "Service/moving-mlnode", "NetworkPolicy/moving-mlnode",
+                      "PersistentVolumeClaim/moving-hf-cache", "Deployment/gonka-explorer"}
+             <= set(children(kubectl, namespace)), 60, lambda: f"children: {sorted(children(kubectl, namespace))}")
+    external = """
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {name: moving}
+spec:
+  networkNodeRef: {name: gonka}
+  model: Qwen/Qwen3-32B-FP8
+  external: {host: 10.5.0.1, inferencePort: 5050, pocPort: 8080}
+"""
+    kubectl.run("replace", "-n", namespace, "-f", "-", input=external)
+    kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=merge",
+                "-p", '{"spec":{"explorer":{"enabled":false}}}')
+    gone = {"Deployment/moving-mlnode", "Service/moving-mlnode", "NetworkPolicy/moving-mlnode",
+            "Deployment/gonka-explorer", "Service/gonka-explorer"}
+    wait_for(lambda: not gone & set(children(kubectl, namespace)), 30,
+             lambda: f"pruned; left: {sorted(gone & set(children(kubectl, namespace)))}")
+    left = children(kubectl, namespace)
+    assert "PersistentVolumeClaim/moving-hf-cache" in left and "StatefulSet/gonka-node" in left
+
+
+def test_namespace_delete_completes_while_admin_api_is_gone(operator: Operator, kubectl: Kubectl,
+                                                            standin: StandIn, api_client: object) -> None:
+    """Major 3: `kubectl delete namespace` of a whole host finishes although the admin API (the
+    NetworkNode's own api, being deleted with it) no longer answers."""
+    import uuid
+
+    ns = f"whole-host-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", ns)
+    kubectl.run("apply", "-n", ns, "-f", "-", input=NN + "---" + ml_node("host-ml", 1))
+    wait_condition(kubectl, "inferencenode", "host-ml", ns, "Registered", "True", timeout=60)
+    standin.fault("refuse", 30)  # the api is gone (a refusal cannot be ended early: wait it out)
+    try:
+        kubectl.run("delete", "namespace", ns, "--wait=false")
+        wait_for(lambda: kubectl.run("get", "namespace", ns, check=False).returncode != 0, 25,
+                 lambda: f"namespace {ns} gone while the admin API refuses; inferencenodes: "
+                         f"{kubectl.run('get', 'inferencenodes', '-n', ns, '-o', 'yaml', check=False).stdout}")
+    finally:
+        wait_for(lambda: standin.requests() is not None, 40, "stand-in answering again")
+
+
+def test_deleted_network_node_makes_its_ml_nodes_not_ready(operator: Operator, kubectl: Kubectl,
+                                                           namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + ml_node("left", 1))
+    wait_condition(kubectl, "inferencenode", "left", namespace, "Ready", "True", timeout=90)
+    kubectl.run("delete", "networknode", "gonka", "-n", namespace)
+    cond = wait_condition(kubectl, "inferencenode", "left", namespace, "Ready", "False", "NetworkNodeNotFound", 30)
+    assert "gonka" in cond["message"]
+
+
+def test_ml_node_waits_for_a_ready_network_node(operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    """While the api pod is not Ready (here: it cannot be scheduled), the ML node says
+    NetworkNodeNotReady, without a Warning, instead of AdminUnreachable."""
+    unschedulable = NN + "  scheduling: {nodeSelector: {gonka.test/nowhere: 'true'}}\n"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=unschedulable + "---" + ml_node("early", 1))
+    wait_condition(kubectl, "inferencenode", "early", namespace, "Registered", "Unknown", "NetworkNodeNotReady", 30)
+    assert not any(e["type"] == "Warning" for e in events_of(kubectl, namespace, "early"))
+    kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=json",
+                "-p", '[{"op":"remove","path":"/spec/scheduling/nodeSelector"}]')
+    wait_condition(kubectl, "inferencenode", "early", namespace, "Registered", "True", timeout=60)
+
+
+def test_two_operators_only_one_acts(cluster: object, crds: None, kubectl: Kubectl, standin: StandIn,
+                                     logs: Path, namespace: str) -> None:
+    """Two operators against one cluster (a rollout, a partitioned node): only the Lease holder
+    reconciles; the standby takes over when the holder stops."""
+    import uuid
+
+    from conditions import operator_env
+
+    env = {**operator_env(standin), "GONKA_LEASE_NAME": f"two-{uuid.uuid4().hex[:6]}"}
+    kubeconfig = str(cluster.kubeconfig)  # type: ignore[attr-defined]
+
+    def handled(op: Operator, name: str) -> bool:
+        return f"[{namespace}/{name}] Handler 'reconcile_inference_node' succeeded" in op.log_path.read_text()
+
+    def ext(name: str) -> str:
+        return f"""
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {{name: {name}}}
+spec:
+  adminURL: {standin.url}
+  model: Qwen/Qwen3-32B-FP8
+  external: {{host: 10.6.0.1}}
+"""
+
+    with Operator(kubeconfig, logs, env, name=f"first-{namespace}") as first:
+        wait_for(lambda: "Acquired Lease" in first.log_path.read_text(), 30, "first operator active")
+        with Operator(kubeconfig, logs, env, name=f"second-{namespace}") as second:
+            wait_for(lambda: "waiting as a standby" in second.log_path.read_text(), 30, "second operator standby")
+            kubectl.run("apply", "-n", namespace, "-f", "-", input=ext("one"))
+            wait_for(lambda: handled(first, "one"), 30, lambda: f"first handled one: {first.log_tail()}")
+            holds_for(lambda: not handled(second, "one"), 3, "the standby does nothing")
+            first.stop()
+            wait_for(lambda: "Acquired Lease" in second.log_path.read_text(), 20, "second took over")
+            kubectl.run("apply", "-n", namespace, "-f", "-", input=ext("two"))
+            wait_for(lambda: handled(second, "two"), 30, lambda: f"second handled two: {second.log_tail()}")
+            kubectl.run("delete", "inferencenodes", "--all", "-n", namespace, "--timeout=60s")

@@ -257,3 +257,128 @@ def test_restart_mid_way_keeps_registry_exact(cluster: LocalCluster, crds: None,
                  "deleted CRs gone")
     finally:
         op.stop()
+
+
+# --- issue 11: concurrency, deletion, edits ------------------------------------------------------
+
+def events(kubectl: Kubectl, namespace: str, name: str) -> list[dict]:
+    items: list[dict] = kubectl.json("get", "events", "-n", namespace, "--field-selector",
+                                     f"involvedObject.name={name}")["items"]
+    return items
+
+
+def release_all(kubectl: Kubectl, namespace: str) -> None:
+    """Let every InferenceNode of `namespace` go without deregistration (its admin API is dead)."""
+    kubectl.run("annotate", "inferencenodes", "--all", "-n", namespace, "--overwrite",
+                "gonka.ai/skip-deregistration=true", check=False)
+    for item in kubectl.json("get", "inferencenodes", "-n", namespace)["items"]:
+        kubectl.run("patch", "inferencenode", item["metadata"]["name"], "-n", namespace, "--type=merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+def test_sick_admin_api_does_not_stall_others(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                              namespace: str) -> None:
+    """Critical 1: 120 InferenceNodes whose admin API is down keep retrying; a healthy node on
+    another admin API is still registered within seconds (kopf's workers are not held by them)."""
+    from procs import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    sick = [unique("sick") for _ in range(120)]
+    try:
+        kubectl.run("apply", "-n", namespace, "-f", "-",
+                    input="---".join(external(n, dead, host=f"10.2.{i // 200}.{i % 200 + 1}")
+                                     for i, n in enumerate(sick)))
+
+        def unreachable() -> int:
+            items = kubectl.json("get", "inferencenodes", "-n", namespace)["items"]
+            return sum(any(c["type"] == "Registered" and c["reason"] == "AdminUnreachable"
+                           for c in (i.get("status") or {}).get("conditions", [])) for i in items)
+
+        wait_for(lambda: unreachable() >= 100, 120, lambda: f"100 sick nodes retrying; now {unreachable()}")
+        healthy = unique("healthy")
+        kubectl.run("apply", "-n", namespace, "-f", "-", input=external(healthy, standin.url))
+        import time
+        started = time.monotonic()
+        wait_condition(kubectl, "inferencenode", healthy, namespace, "Registered", "True", timeout=30)
+        delay = time.monotonic() - started
+        print(f"FIGURE healthy node registered {delay:.1f} s after apply, next to 120 retrying nodes")
+        assert delay < 15
+    finally:
+        release_all(kubectl, namespace)
+
+
+def test_registration_posts_a_normal_event(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                           namespace: str) -> None:
+    name = unique("evt")
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=external(name, standin.url, host="10.7.0.1"))
+    wait_for(lambda: any(e["reason"] == "Registered" and e["type"] == "Normal"
+                         for e in events(kubectl, namespace, name)), 30, "Normal Event Registered")
+
+
+def test_two_crs_one_registry_id_conflict(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                          namespace: str) -> None:
+    """Major 8: the second CR claiming an id already held by another CR does not write."""
+    node_id = unique("shared")
+    first, second = unique("first"), unique("second")
+    kubectl.run("apply", "-n", namespace, "-f", "-",
+                input=external(first, standin.url, host="10.3.0.1", extra=f"\n  nodeId: {node_id}"))
+    wait_condition(kubectl, "inferencenode", first, namespace, "Registered", "True")
+    kubectl.run("apply", "-n", namespace, "-f", "-",
+                input=external(second, standin.url, host="10.3.0.2", extra=f"\n  nodeId: {node_id}"))
+    cond = wait_condition(kubectl, "inferencenode", second, namespace, "Registered", "False", "IdConflict")
+    assert first in cond["message"]
+    holds_for(lambda: standin.nodes()[node_id]["node"]["host"] == "10.3.0.1", 5,
+              "the first CR's host stays in the registry")
+    first_cond = wait_condition(kubectl, "inferencenode", first, namespace, "Registered", "True")
+    assert first_cond["reason"] == "Registered"
+
+
+def test_content_drift_is_repaired(operator: Operator, kubectl: Kubectl, standin: StandIn, namespace: str) -> None:
+    """Major 9: an entry edited or disabled by hand is put back as the CR says (Event Repaired)."""
+    import httpx
+
+    name = unique("edit")
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=external(name, standin.url, host="10.4.0.1"))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True")
+    entry = standin.nodes()[name]["node"]
+    httpx.put(f"{standin.url}/admin/v1/nodes/{name}", json={**entry, "max_concurrent": 7},
+              timeout=5).raise_for_status()
+    httpx.post(f"{standin.url}/admin/v1/nodes/{name}/disable", timeout=5).raise_for_status()
+    wait_for(lambda: (n := standin.nodes()[name])["node"]["max_concurrent"] == 500
+             and n["state"]["admin_state"]["enabled"] is True, 20,
+             lambda: f"entry repaired; now {standin.nodes()[name]}")
+    wait_for(lambda: any(e["reason"] == "Repaired" for e in events(kubectl, namespace, name)), 10,
+             "Repaired Event")
+
+
+def test_failed_entry_is_not_ready(operator: Operator, kubectl: Kubectl, standin: StandIn, namespace: str) -> None:
+    import httpx
+
+    name = unique("fail")
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=external(name, standin.url, host="10.8.0.1"))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Ready", "True")
+    httpx.post(f"{standin.url}/debug/nodes/{name}/fail", timeout=5).raise_for_status()
+    wait_condition(kubectl, "inferencenode", name, namespace, "Ready", "False", timeout=20)
+    httpx.post(f"{standin.url}/debug/nodes/{name}/recover", timeout=5).raise_for_status()
+    obj = wait_for(lambda: (o := kubectl.get("inferencenode", name, namespace))
+                   and (o["status"].get("registry") or {}).get("currentStatus") not in (None, "FAILED") and o,
+                   30, "recovered")
+    assert "failureReason" not in obj["status"]["registry"], "a cleared field stays set"
+
+
+def test_pending_deregistration_shown_after_restart(operator: Operator, kubectl: Kubectl,
+                                                    private_standin: StandIn, namespace: str) -> None:
+    name = unique("pend")
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=external(name, private_standin.url))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True")
+    private_standin.fault("refuse", 40)
+    kubectl.run("delete", "inferencenode", name, "-n", namespace, "--wait=false")
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "False", "DeregistrationPending")
+    operator.kill()
+    # a status written by the previous process must not count: clear it
+    kubectl.run("patch", "inferencenode", name, "-n", namespace, "--subresource=status", "--type=merge",
+                "-p", '{"status":{"conditions":null}}')
+    operator.start()
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "False", "DeregistrationPending",
+                   timeout=30)
+    wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 90, "deregistered after all")

@@ -54,3 +54,28 @@ def test_subset_tolerates_server_defaults_and_normalised_quantities() -> None:
     assert is_subset(desired, actual)
     actual["spec"]["replicas"] = 3
     assert not is_subset(desired, actual)
+
+
+def test_merge_patch_removes_keys_that_became_empty() -> None:
+    from gonka_operator.status import changed, merge_patch
+
+    old = {"registry": {"currentStatus": "FAILED", "failureReason": "oom", "lastSeen": "t"}, "adminURL": "u"}
+    new = {"registry": {"currentStatus": "INFERENCE", "lastSeen": "t"}}
+    assert merge_patch(old, new) == {"registry": {"currentStatus": "INFERENCE", "failureReason": None},
+                                     "adminURL": None}
+    assert merge_patch(new, new) == {} and not changed(new, new)
+
+
+def test_a_failed_registry_state_is_not_ready() -> None:
+    from gonka_operator.context import InferenceRecord
+    from gonka_operator.inference_node import compute_status
+
+    body = {"metadata": {"name": "x", "namespace": "ns"},
+            "spec": {"adminURL": "http://a:9200", "model": "m", "external": {"host": "h"}}}
+    record = InferenceRecord(body=body, registration=Facts(True, "Registered", "ok"), observed_generation=1,
+                             registry={"currentStatus": "FAILED", "failureReason": "vLLM crashed"})
+    ready = compute_status(record)["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", "NodeFailed")
+    assert "vLLM crashed" in ready["message"]
+    record.registry = {"currentStatus": "INFERENCE"}
+    assert compute_status(record)["conditions"][0]["status"] == "True"

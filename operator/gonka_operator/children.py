@@ -1,0 +1,76 @@
+"""Applying and pruning the children of a custom resource (used by its reconcile, the one code path
+of kopf's handlers and of drift repair).
+
+* A child the API server refuses (422) is replaced only when the live object's edit is the cause:
+  the desired object alone, dry-run applied under a fresh name, is accepted. If the API refuses the
+  desired object itself (e.g. requests above limits, which the CRD schema lets through), that is
+  `ApplyRefused` (condition ApplyFailed with the API's message), never a deletion.
+* Children the desired set no longer holds (spec.external, explorer off, networkNodeRef switched to
+  adminURL) are deleted, by the owner reference to this very CR (uid) — never a PVC or StatefulSet.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gonka_operator.kube import KubeError
+
+logger = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1"}
+NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
+
+
+class ApplyRefused(Exception):
+    """The API server refuses the desired object itself; `str()` names it and gives the API's text."""
+
+    def __init__(self, obj: Obj, message: str) -> None:
+        super().__init__(f"{obj['kind']} {obj['metadata']['name']}: {message}")
+
+
+async def apply_child(ctx: Any, desired: Obj) -> Obj:
+    """Server-side apply `desired`, replacing the live object when (and only when) its edit is
+    what the apply cannot merge into (e.g. strategy switched to RollingUpdate gains rollingUpdate
+    defaults that Recreate forbids)."""
+    try:
+        applied: Obj = await ctx.kube.apply(desired)
+        return applied
+    except KubeError as exc:
+        if exc.status not in (400, 422):
+            raise
+        try:
+            await ctx.kube.dry_run_create(desired)
+        except KubeError as dry:
+            if dry.status in (400, 422):
+                raise ApplyRefused(desired, str(exc)) from exc
+            raise
+        if desired["kind"] in NEVER_PRUNED:  # never drop data or a signer
+            raise ApplyRefused(desired, f"{exc} (the live object's edit blocks the apply; fix it by hand)") from exc
+        logger.warning("Replacing %s %s/%s, whose edit the apply cannot merge into: %s", desired["kind"],
+                       desired["metadata"]["namespace"], desired["metadata"]["name"], exc)
+        await ctx.kube.delete(desired)
+        replaced: Obj = await ctx.kube.apply(desired)
+        return replaced
+
+
+def owned_by(obj: Obj, uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
+
+
+async def prune(ctx: Any, record: Any, desired: list[Obj]) -> list[tuple[str, str]]:
+    """Delete the children seen with this CR's owner reference that `desired` does not hold."""
+    wanted = {(c["kind"], c["metadata"]["name"]) for c in desired}
+    namespace = record.body["metadata"]["namespace"]
+    pruned = []
+    for kind, name in sorted(record.children - wanted):
+        if kind in NEVER_PRUNED or kind not in API_VERSIONS:
+            continue
+        logger.info("Pruning %s %s/%s: no longer part of %s %s", kind, namespace, name,
+                    record.body["kind"], record.body["metadata"]["name"])
+        await ctx.kube.delete({"apiVersion": API_VERSIONS[kind], "kind": kind,
+                               "metadata": {"namespace": namespace, "name": name}})
+        record.children.discard((kind, name))
+        pruned.append((kind, name))
+    return pruned
