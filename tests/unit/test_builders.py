@@ -287,13 +287,15 @@ def test_proxy_conf_runs_as_a_plain_process() -> None:
     assert "server 127.0.0.1:8080;" in CONF
 
 
-def test_proxy_conf_strips_any_version_prefix_on_management_only() -> None:
+def test_proxy_conf_strips_any_version_prefix_on_both_ports() -> None:
     management, inference = _server(CONF, 18080), _server(CONF, 15050)
     for server in (management, inference):
         assert "client_max_body_size      0;" in server
         for timeout in ("connect", "send", "read"):
             assert re.search(rf"proxy_{timeout}_timeout\s+24h;", server), timeout
-    assert "rewrite" not in inference and "proxy_pass http://mlnode;" in inference
+    for server in (management, inference):  # the api prefixes PoC *and* inference URLs
+        assert f'location ~ "{mlnode_proxy.VERSION_PREFIX_REGEX}"' in server
+        assert "proxy_pass http://mlnode;" in server
     pattern = re.compile(mlnode_proxy.VERSION_PREFIX_REGEX)
     for path, rest in (("/v3.0.8/api/v1/state", "api/v1/state"), ("/v3.0.12-post3/api/v1/state", "api/v1/state"),
                        ("/v4.1.0/", "")):
@@ -301,7 +303,6 @@ def test_proxy_conf_strips_any_version_prefix_on_management_only() -> None:
         assert match is not None and match.group(1) == rest, path
     for path in ("/api/v1/state", "/v1/chat/completions", "/v1/models", "/health", "/v3.0.8"):
         assert pattern.match(path) is None, path  # unprefixed paths (even mlnode's own /v1/…) pass unchanged
-    assert f'location ~ "{mlnode_proxy.VERSION_PREFIX_REGEX}"' in management
 
 
 @pytest.mark.parametrize("kwargs", [

@@ -10,8 +10,14 @@ Follows upstream's `deploy/join/nginx.conf` (gonka-ai/gonka, 2025-08 and later c
   wants a dot after the major number, so mlnode's own `/v1/…` inference paths are never mistaken
   for a version.
 - inference server (upstream `listen 5000`, published as 5050, "compatibility block for mlnode <
-  3.0.7 when 2 ports were used"): everything goes to mlnode's 8080 with the path unchanged
-  (upstream's later copy has `proxy_pass http://mlnode_v308;` without a trailing slash there).
+  3.0.7 when 2 ports were used"): everything goes to mlnode's 8080, since 3.0.7 its one port.
+  The version prefix is stripped here too. The api puts it on inference URLs as well
+  (decentralized-api broker `InferenceUrlWithVersion`: `http://host:inference_port/<version><segment>`)
+  and mlnode serves only unprefixed paths. Upstream's 2025-08 copy stripped it on this block
+  (`proxy_pass http://mlnode_v308_port5000/;`); its later copy passes the path unchanged
+  (`proxy_pass http://mlnode_v308;`), which reaches mlnode only if mlnode accepts the prefix.
+  Stripping works either way, because unprefixed paths are always served. Unprefixed paths pass
+  unchanged on both ports.
 - both: `client_max_body_size 0` and 24 h connect/send/read timeouts, the Host/X-Real-IP/
   X-Forwarded-For headers upstream sets.
 
@@ -88,10 +94,17 @@ http {{
         }}
     }}
 
-    # Inference (Service 5050): mlnode >= 3.0.7 serves inference on its one port; path unchanged.
+    # Inference (Service 5050): mlnode >= 3.0.7 serves inference on its one port; the api's
+    # InferenceUrlWithVersion prefixes these paths too, so the same prefix is stripped.
     server {{
         listen {inference_listen};
 {_LIMITS}
+
+        location ~ "{VERSION_PREFIX_REGEX}" {{
+            rewrite "{VERSION_PREFIX_REGEX}" /$1 break;
+            proxy_pass http://mlnode;
+{_PROXY_HEADERS}
+        }}
 
         location / {{
             proxy_pass http://mlnode;
