@@ -31,12 +31,13 @@ def _run(args: list[str]) -> int:
     return 0
 
 
-def render_manifest(docs: list[dict[str, Any]], cluster_domain: str = "cluster.local") -> list[dict[str, Any]]:
+def render_manifest(docs: list[dict[str, Any]], cluster_domain: str = "cluster.local",
+                    operator_namespace: str | None = None) -> list[dict[str, Any]]:
     """Every object the operator would create for these CRs (same builders, no cluster needed)."""
     from gonka_operator import inference_node, network_node
     from gonka_operator.settings import Settings
 
-    settings = Settings()
+    settings = Settings(operator_namespace=operator_namespace)
     out: list[dict[str, Any]] = []
     for doc in docs:
         if not doc or doc.get("apiVersion") != "gonka.ai/v1alpha1":
@@ -44,7 +45,8 @@ def render_manifest(docs: list[dict[str, Any]], cluster_domain: str = "cluster.l
         body = {**doc, "metadata": {"namespace": "default", "uid": f"<uid of {doc['metadata']['name']}>",
                                     **doc["metadata"]}}
         if doc["kind"] == "NetworkNode":
-            out += network_node.desired_children(body, {}, settings.operator_pod_labels, cluster_domain)
+            out += network_node.desired_children(body, {}, settings.operator_pod_labels, cluster_domain,
+                                                 settings.operator_namespace)
         elif doc["kind"] == "InferenceNode":
             out += inference_node.desired_children(body)
     return out
@@ -58,9 +60,9 @@ class _NoAliases(yaml.SafeDumper):
         return True
 
 
-def _render(path: str, cluster_domain: str) -> int:
+def _render(path: str, cluster_domain: str, operator_namespace: str | None) -> int:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
-    objs = render_manifest(list(yaml.safe_load_all(text)), cluster_domain)
+    objs = render_manifest(list(yaml.safe_load_all(text)), cluster_domain, operator_namespace)
     sys.stdout.write("---\n".join(yaml.dump(o, Dumper=_NoAliases, sort_keys=False) for o in objs))
     return 0
 
@@ -74,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     render = sub.add_parser("render", help="print every object a manifest would create (dry run)")
     render.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     render.add_argument("--cluster-domain", default="cluster.local")
+    render.add_argument("--operator-namespace", default=None,
+                        help="namespace of the operator's pods (admitted to the admin port 9200); "
+                        "without it the policy admits no pod")
     sub.add_parser("simulate-network-node", help="run the admin API stand-in", add_help=False)
     sub.add_parser("simulate-ml-node", help="run the ML-node stand-in", add_help=False)
     if argv and argv[0] in ("run", "simulate-network-node", "simulate-ml-node"):
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "crds":
         sys.stdout.write(crds_yaml())
         return 0
-    return _render(args.filename, args.cluster_domain)
+    return _render(args.filename, args.cluster_domain, args.operator_namespace)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def test_render_a_whole_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(EXAMPLES / "02-network-node-and-ml-node.yaml")]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "StatefulSet"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "StatefulSet"]
     assert all(d["metadata"]["namespace"] == "default" for d in docs)
     assert not any(d["kind"] == "Secret" for d in docs), "the user's own Secret is not the operator's to render"
 
@@ -45,6 +45,22 @@ def test_render_ml_node_has_the_routing_proxy(capsys: pytest.CaptureFixture[str]
     service = next(d for d in docs if d["kind"] == "Service")
     assert {p["port"]: p["targetPort"] for p in service["spec"]["ports"]} == {5050: "proxy-inference",
                                                                             8080: "proxy-mgmt"}
+
+
+def test_render_a_whole_host_has_the_shared_proxy_config_and_pinned_admin_port(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    example = str(EXAMPLES / "02-network-node-and-ml-node.yaml")
+    assert main(["render", "-f", example, "--operator-namespace", "gonka-system"]) == 0
+    docs = list(yaml.safe_load_all(capsys.readouterr().out))
+    [config] = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config["metadata"]["ownerReferences"][0]["kind"] == "NetworkNode"
+    mounted = {v["configMap"]["name"] for d in docs if d["kind"] == "Deployment"
+               for v in d["spec"]["template"]["spec"].get("volumes", []) if "configMap" in v}
+    assert mounted == {config["metadata"]["name"]}
+    peers = [peer for d in docs if d["kind"] == "NetworkPolicy" for rule in d["spec"]["ingress"]
+             for peer in rule.get("from", []) if "namespaceSelector" in peer]
+    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}},
+                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "gonka-operator"}}}]
 
 
 def test_render_external_node_has_no_objects(capsys: pytest.CaptureFixture[str]) -> None:
