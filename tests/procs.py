@@ -197,7 +197,7 @@ class StandIn(ManagedProcess):
             self.public_url = f"http://127.0.0.1:{self.public_port}"
             self.callback_url = f"http://127.0.0.1:{self.callback_port}"
             extra += ["--public-port", str(self.public_port), "--ml-callback-port", str(self.callback_port),
-                      "--broker-interval", "1", "--broker-retry", "3", "--status-interval", "2"]
+                      "--broker-interval", "1", "--broker-retry", "3"]
             if self.ml is not None:
                 extra += ["--connect-to", f"*=127.0.0.1:{self.ml.port}", "--mlnode-version", ""]
         super().__init__(name or f"standin-{generation}",

@@ -22,7 +22,7 @@ Follows gonka-ai/gonka `decentralized-api/broker/` (v0.2.14):
   `/api/v1/state` every interval and, when INFERENCE, `<inference url>/health`; a failure makes it
   FAILED with the reason (the stand-in always records the reason; upstream's worker only logs some).
   Upstream's 30 s reconcile tick is `--broker-interval` here (default 1 s: entries whose intended
-  state differs are handled every tick), its 60 s status query `--status-interval` (default 10 s);
+  state differs are handled every tick), its 60 s status query `--status-interval` (default 60 s, as upstream);
   a FAILED entry is retried every `--broker-retry` s; a version change asks everyone again.
 - Traffic stays local: before any call the target is resolved and checked against the
   `TargetPolicy` (`targets.py`); a refused target is never contacted and the entry is FAILED with
@@ -118,7 +118,7 @@ class Broker:
         interval: float = 1.0,
         retry: float = 5.0,
         first_contact_delay: float = 0.0,
-        status_interval: float = 10.0,
+        status_interval: float = 60.0,
         timeout: float = 5.0,
     ) -> None:
         self.registry, self.clock, self.policy, self.recorder = registry, clock, policy, recorder

@@ -56,7 +56,7 @@ def build_parser(prog: str = "gonka-operator simulate-network-node") -> argparse
     parser.add_argument("--broker-interval", type=float, default=1.0,
                         help="seconds between broker rounds (upstream: 30 s reconcile, 60 s status; "
                         "default %(default)s)")
-    parser.add_argument("--status-interval", type=float, default=10.0,
+    parser.add_argument("--status-interval", type=float, default=60.0,
                         help="seconds between state queries of a settled entry (upstream 60 s; default %(default)s)")
     parser.add_argument("--broker-retry", type=float, default=5.0,
                         help="seconds before a FAILED entry is tried again (default %(default)s)")

@@ -54,7 +54,7 @@ class Simulator:
         block_time: float = 1.0,
         broker_interval: float = 1.0,
         broker_retry: float = 5.0,
-        status_interval: float = 10.0,
+        status_interval: float = 60.0,
         setup_checks: dict[str, dict[str, str]] | None = None,
         catching_up: bool = False,
         validator_seed: str = "stand-in",
