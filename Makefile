@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 SIM_PORT ?= 19200
 
-.PHONY: venv tools crds lint test test-unit run cluster-up cluster-down bench clean
+.PHONY: venv apt tools crds lint test test-unit run cluster-up cluster-down bench clean
 
 $(BIN)/gonka-operator: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -16,6 +16,9 @@ $(BIN)/gonka-operator: pyproject.toml constraints.txt
 	@touch $@
 
 venv: $(BIN)/gonka-operator
+
+apt:  ## Debian packages the tests and the demo run for real (idempotent; nothing to do when installed)
+	bash hack/install-apt.sh nginx
 
 tools:  ## build kube-apiserver, etcd, kwok, helm… into the version-keyed cache (once)
 	bash hack/build-tools.sh
@@ -27,7 +30,7 @@ lint: venv
 	$(BIN)/ruff check operator tests hack
 	$(BIN)/mypy
 
-test: venv tools  ## the whole suite: lint, unit, integration (starts a local control plane), faults
+test: venv apt tools  ## the whole suite: lint, unit, integration (starts a local control plane), faults
 	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/pytest -q -p no:cacheprovider
 	$(MAKE) lint
 
@@ -40,7 +43,7 @@ cluster-up: venv tools  ## start the local control plane (idempotent); prints KU
 cluster-down: venv
 	$(BIN)/python -m gonka_operator.devcluster down --dir $(CLUSTER_DIR)
 
-run: venv tools  ## local demo: control plane + admin-API stand-in + operator + example manifests
+run: venv apt tools  ## local demo: control plane + admin-API stand-in + operator + example manifests
 	bash hack/run-local.sh
 
 bench: venv tools
