@@ -60,7 +60,9 @@ wrapper_module() {
 
 build_main() {  # name source-dir
   local name="$1" src="$HERE/argocd-lua/$2" sum
-  sum=$(cat "$src"/*.go | sha256sum | cut -c1-12)
+  # the version argo-cd's own Makefile stamps (logs and metrics say v3.6.1+unknown, not v99.99.99)
+  local ldflags="-s -w -X github.com/argoproj/argo-cd/v3/common.version=${ARGOCD_VERSION#v}"
+  sum=$( (cat "$src"/*.go; echo "$ldflags") | sha256sum | cut -c1-12)
   if [ -x "$BIN/$name" ] && [ "$(cat "$BIN/$name.src" 2>/dev/null)" = "$sum" ]; then
     log "$name ($ARGOCD_VERSION, source $sum): cached"; return
   fi
@@ -68,24 +70,28 @@ build_main() {  # name source-dir
   log "$name ($ARGOCD_VERSION, source $sum): building"
   rm -rf "$WORK/$2" && mkdir -p "$WORK/$2" && cp "$src"/*.go "$WORK/$2/"
   local start=$SECONDS
-  (cd "$WORK" && go build -ldflags "-s -w" -o "$BIN/$name.tmp" "./$2")
+  (cd "$WORK" && go build -ldflags "$ldflags" -o "$BIN/$name.tmp" "./$2")
   mv "$BIN/$name.tmp" "$BIN/$name" && echo "$sum" > "$BIN/$name.src"
   log "  took $((SECONDS - start)) s, $(du -m "$BIN/$name" | cut -f1) MB"
 }
 
-argocd_crds() {  # Argo CD's own CRDs (Application, AppProject) of the same version, for the tests to apply
-  [ -f "$BIN/crds/application-crd.yaml" ] && [ -f "$BIN/crds/appproject-crd.yaml" ] && return
+argocd_files() {
+  # Argo CD's own CRDs (Application, AppProject) of the same version, for the tests to apply, and the
+  # git-verify-wrapper.sh its image puts on the repo-server's PATH (it runs it for every revision).
+  [ -f "$BIN/crds/application-crd.yaml" ] && [ -f "$BIN/crds/appproject-crd.yaml" ] \
+    && [ -x "$BIN/git-verify-wrapper.sh" ] && return
   local dir
   dir=$(go mod download -json "github.com/argoproj/argo-cd/v3@$ARGOCD_VERSION" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   mkdir -p "$BIN/crds"
   cp "$dir/manifests/crds/application-crd.yaml" "$dir/manifests/crds/appproject-crd.yaml" "$BIN/crds/"
+  install -m 0755 "$dir/hack/git-verify-wrapper.sh" "$BIN/git-verify-wrapper.sh"
 }
 
 case "${1:-all}" in
   lua) build_main gonka-argocd-lua luahealth ;;
-  argocd) build_main argocd components; argocd_crds ;;
-  all) build_main gonka-argocd-lua luahealth; build_main argocd components; argocd_crds ;;
+  argocd) build_main argocd components; argocd_files ;;
+  all) build_main gonka-argocd-lua luahealth; build_main argocd components; argocd_files ;;
   *) echo "usage: $0 [lua|argocd|all]" >&2; exit 2 ;;
 esac
 echo "$BIN"

@@ -19,7 +19,6 @@ import (
 	gitaskpass "github.com/argoproj/argo-cd/v3/cmd/argocd-git-ask-pass/commands"
 	reposerver "github.com/argoproj/argo-cd/v3/cmd/argocd-repo-server/commands"
 	"github.com/argoproj/argo-cd/v3/common"
-	"github.com/argoproj/argo-cd/v3/util/grpc"
 	"github.com/argoproj/argo-cd/v3/util/log"
 )
 
@@ -28,7 +27,8 @@ func init() {
 }
 
 func main() {
-	grpc.DisableSRVLookups()
+	// Upstream's main calls grpc.DisableSRVLookups() (util/grpc/srvworkaround.go), which panics unless
+	// grpc's gRPCLB balancer turned SRV lookups on; this binary does not link gRPCLB, so they are off.
 	name := filepath.Base(os.Args[0])
 	if v := os.Getenv("ARGOCD_BINARY_NAME"); v != "" {
 		name = v
