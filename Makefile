@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 SIM_PORT ?= 19200
 
-.PHONY: venv apt tools crds lint test test-unit run cluster-up cluster-down bench clean
+.PHONY: venv apt tools crds lint test test-unit test-gitops run cluster-up cluster-down bench clean
 
 $(BIN)/gonka-operator: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -18,10 +18,11 @@ $(BIN)/gonka-operator: pyproject.toml constraints.txt
 venv: $(BIN)/gonka-operator
 
 apt:  ## Debian packages the tests and the demo run for real (idempotent; nothing to do when installed)
-	bash hack/install-apt.sh nginx
+	bash hack/install-apt.sh nginx gitops
 
-tools:  ## build kube-apiserver, etcd, kwok, helm… into the version-keyed cache (once)
+tools:  ## build kube-apiserver, etcd, kwok, helm… and Argo CD (controller, repo-server, Lua runner) into the version-keyed cache (once)
 	bash hack/build-tools.sh
+	bash hack/build-argocd.sh all
 
 crds: venv  ## regenerate crds/ and the chart's CRD templates from the pydantic models
 	$(BIN)/python hack/write_crds.py
@@ -33,6 +34,9 @@ lint: venv
 test: venv apt tools  ## the whole suite: lint, unit, integration (starts a local control plane), faults
 	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/pytest -q -p no:cacheprovider
 	$(MAKE) lint
+
+test-gitops: venv apt tools  ## only the real Argo CD sync (tests/gitops, part of make test)
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/pytest -q -p no:cacheprovider -m gitops tests/gitops
 
 test-unit: venv
 	$(BIN)/pytest -q -m "not integration"
