@@ -124,7 +124,7 @@ PROBE = {"apiVersion": "example.com/v1", "kind": "Probe", "metadata": {"name": "
 def test_lua_5_4_floor_division_is_a_syntax_error(tmp_path: Path) -> None:
     script = 'return {status = "Healthy", message = tostring(7 // 2)}'
     got = evaluate([(None, PROBE)], probe_snippet(tmp_path, script, open_libs=True))[0]["argocd-cm"]
-    assert "error" in got and "7 // 2" not in str(got.get("message"))
+    assert "syntax error" in got.get("error", ""), got  # Lua 5.4 (lupa) would answer "3"
 
 
 def test_string_library_needs_use_open_libs(tmp_path: Path) -> None:
