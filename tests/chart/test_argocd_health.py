@@ -28,9 +28,11 @@ def operator_reasons() -> set[str]:
     text = "\n".join(f.read_text() for f in sorted(PACKAGE.glob("*.py")))
     found = set(re.findall(r'Facts\(\w+, "(\w+)"', text))
     found |= set(re.findall(r'Cond\("\w+", [^,]+, "(\w+)"', text))
-    for pair in re.findall(r'"(\w+)" if [^\n]+ else "(\w+)"', text):
-        found |= set(pair)
-    return found - {"Normal", "Warning"}  # Event types, not reasons
+    for line in text.splitlines():  # `Cond(..., "A" if x else "B", ...)`, `reason = "A" if x else "B"`
+        if "Cond(" in line or "Facts(" in line or re.search(r"\breason\b", line):
+            for pair in re.findall(r'"(\w+)" if [^\n]+ else "(\w+)"', line):
+                found |= set(pair)
+    return found - {"Normal", "Warning"}  # Event types (`"Normal" if reason == … else "Warning"`)
 
 
 def test_every_operator_reason_has_a_verdict() -> None:
