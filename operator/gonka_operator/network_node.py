@@ -17,6 +17,7 @@ from gonka_operator.status import network_node_conditions
 
 logger = logging.getLogger(__name__)
 KIND = "NetworkNode"
+POLL_KEYS = ("adminReachable", "registry", "unmanagedNodes")
 
 
 def owner_of(body: Obj) -> Owner:
@@ -42,7 +43,11 @@ def record_for(ctx: Context, body: Obj) -> NetworkRecord:
     key = key_of(body)
     record = ctx.network.get(key)
     if record is None:
-        record = ctx.network[key] = NetworkRecord(body=body, status_written=body.get("status"))
+        status = body.get("status") or {}
+        # start from what the object shows (the last poll's keys too: a restarted operator must not
+        # remove them, then write them again)
+        record = ctx.network[key] = NetworkRecord(body=body, status_written=status or None, poll={
+            k: status[k] for k in POLL_KEYS if k in status})
     else:
         record.body = body
     spec = NetworkNodeSpec.model_validate(body["spec"])
@@ -89,6 +94,10 @@ async def reconcile(ctx: Context, body: Obj) -> None:
             await ctx.kube.post_event(body, "Warning", "ApplyFailed", refusal)
         record.apply_error = refusal
     await write_status(ctx, record)
+    if refusal:
+        # Retried with backoff (kopf): what the API refuses can depend on other objects (e.g. a
+        # NodePort another Service holds). A few NetworkNodes per cluster: no worker starvation.
+        raise KubeError(422, refusal)
 
 
 def remember_child(record: NetworkRecord, obj: Obj) -> None:

@@ -78,7 +78,11 @@ def test_default_rendering(helm: Helm) -> None:
     docs = helm.template()
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service",
-                            "NetworkPolicy", "CustomResourceDefinition", "CustomResourceDefinition"])
+                            "NetworkPolicy", "CustomResourceDefinition", "CustomResourceDefinition",
+                            "Role", "RoleBinding"])  # the Role: the leader-election Lease only
+    lease_role = one(docs, "Role")
+    assert lease_role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                    "verbs": ["get", "create", "update"]}]
     dep = one(docs, "Deployment")
     assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
     pod = dep["spec"]["template"]["spec"]
@@ -132,9 +136,10 @@ def test_namespaced_rendering(helm: Helm) -> None:
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
     # two arguments each: `gonka-operator run` recognises `--namespace NS` (and then omits --all-namespaces)
     assert args[-4:] == ["--namespace", "hosts-a", "--namespace", "hosts-b"]
-    roles = by_kind(docs, "Role")
-    assert sorted(r["metadata"]["namespace"] for r in roles) == ["hosts-a", "hosts-b"]
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == ["hosts-a", "hosts-b"]
+    roles = by_kind(docs, "Role")  # + the leader-election Lease's Role in the operator's own namespace
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["gonka-system", "hosts-a", "hosts-b"]
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
+        "gonka-system", "hosts-a", "hosts-b"]
     # the only cluster-scoped grant: kopf's observers, read-only
     cluster_role = one(docs, "ClusterRole")
     verbs = {v for rule in cluster_role["rules"] for v in rule["verbs"]}

@@ -51,7 +51,8 @@ def namespaced(request: pytest.FixtureRequest, helm: Helm, kubectl: Kubectl, sta
              "--set", f"watchNamespaces={{{a}}}",
              "--set", f"rbac.namespacedModeClusterObservers={str(observers).lower()}")
     direct, recorded, recorder = sa_credentials(release)
-    op = Operator(recorded, logs, operator_env(standin), name=f"operator-{release.name}")
+    op = Operator(recorded, logs, {**operator_env(standin), "GONKA_LEASE_NAMESPACE": release.namespace},
+                  name=f"operator-{release.name}")
     deployment = next(d for d in release.manifest() if d["kind"] == "Deployment")
     chart_args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     # exactly the chart's arguments, minus the liveness address and log format the test sets itself
@@ -140,6 +141,8 @@ def test_reconciles_in_a_and_never_touches_b(namespaced: Namespaced, kubectl: Ku
         _, namespace, resource, _ = target
         if namespace is None:  # cluster scope: only kopf's read-only observers
             assert resource in ("namespaces", "customresourcedefinitions") and raw["method"] == "GET", raw
+        elif resource == "leases":  # leader election: the Lease in the operator's own namespace
+            assert namespace == namespaced.release.namespace, raw
         else:
             assert namespace == namespaced.a, f"request outside {namespaced.a}: {raw}"
     roles = [d for d in namespaced.release.manifest() if d["kind"] in ("Role", "ClusterRole")]

@@ -52,7 +52,9 @@ def sa_operator(operator_release: Release, sa_credentials: Callable[[Release], t
     """The real operator process, authenticated ONLY by the chart's ServiceAccount token."""
     _, recorded_kubeconfig, recorder = sa_credentials(operator_release)
     metrics_port = free_port()
-    env = {**operator_env(standin), "GONKA_METRICS_PORT": str(metrics_port), "GONKA_METRICS_ADDRESS": "127.0.0.1"}
+    env = {**operator_env(standin), "GONKA_METRICS_PORT": str(metrics_port), "GONKA_METRICS_ADDRESS": "127.0.0.1",
+           # in a pod the Lease lives in the operator's own namespace (the chart grants it there)
+           "GONKA_LEASE_NAMESPACE": operator_release.namespace}
     op = Operator(recorded_kubeconfig, logs, env, name=f"operator-sa-{operator_release.name}")
     op.start()
     yield SaOperator(op, recorder, f"http://127.0.0.1:{metrics_port}/metrics", operator_release)
@@ -134,7 +136,7 @@ def test_every_reconcile_path_works_with_the_chart_rbac(sa_operator: SaOperator,
     requests = sa_operator.recorder.requests()
     assert not forbidden(requests), f"refused requests: {forbidden(requests)}"
     assert "is forbidden: User" not in sa_operator.log()  # what the API server says on an RBAC denial
-    rules = granted([d for d in sa_operator.release.manifest() if d["kind"] == "ClusterRole"])
+    rules = granted([d for d in sa_operator.release.manifest() if d["kind"] in ("ClusterRole", "Role")])
     needed = used(requests)
     assert needed <= rules, f"used but not granted:\n{describe(needed - rules)}"
     unused = rules - needed
