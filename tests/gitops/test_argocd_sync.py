@@ -56,7 +56,7 @@ def host_manifests(external_port: int) -> dict[str, Any]:
                      "publicHost": "gonka.example.com"}},
         "20-host-ml-1.yaml": ml("host-ml-1", 1, "NVIDIA-H100-80GB-HBM3"),
         "21-host-ml-2.yaml": ml("host-ml-2", 1, "NVIDIA-H200"),
-        # an ML node outside the cluster (loopback: test traffic never leaves the machine)
+        # an ML node outside the cluster (on loopback: test traffic never leaves the machine)
         "30-gpu-server-7.yaml": {
             "apiVersion": "gonka.ai/v1alpha1", "kind": "InferenceNode", "metadata": {"name": "gpu-server-7"},
             "spec": {"networkNodeRef": {"name": "host"}, "model": "Qwen/Qwen3-32B-FP8", "gpus": 8,
@@ -123,7 +123,9 @@ def host(argocd: ArgoCD, cluster: LocalCluster, kubectl: Kubectl, crds: None, st
     repo = GitRepo(tmp_path_factory.mktemp("gitops") / "repo")
     shutil.copytree(ROOT / "charts" / "gonka-operator", repo.path / "charts" / "gonka-operator")
     with Operator(str(cluster.kubeconfig), logs, operator_env(standin), name="operator-gitops") as op:
-        h = Host(argocd, repo, op, standin, kubectl, host_manifests(free_port()))
+        # the external ML node is the stand-in's loopback ML node (which the broker drives)
+        external_port = standin.ml.port if standin.ml is not None else free_port()
+        h = Host(argocd, repo, op, standin, kubectl, host_manifests(external_port))
         h.write("the chart and a whole host")
         yield h
 
