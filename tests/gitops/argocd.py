@@ -148,7 +148,11 @@ class ArgoCD:
             proc.stop()
 
     def __enter__(self) -> Self:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # a component that failed to start must not leave the others running
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
