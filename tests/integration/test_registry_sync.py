@@ -382,3 +382,30 @@ def test_pending_deregistration_shown_after_restart(operator: Operator, kubectl:
     wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "False", "DeregistrationPending",
                    timeout=30)
     wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 90, "deregistered after all")
+
+
+def test_restart_posts_no_false_network_node_not_found(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                                       namespace: str) -> None:
+    """Startup race: after a restart, no InferenceNode is handled before its NetworkNode is known."""
+    names = [unique("race") for _ in range(20)]
+    manifests = [f"""
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {{name: {n}}}
+spec:
+  networkNodeRef: {{name: gonka}}
+  model: Qwen/Qwen3-32B-FP8
+  external: {{host: 10.9.{i}.1}}
+""" for i, n in enumerate(names)]
+    kubectl.run("apply", "-n", namespace, "-f", "-", input="---".join([NN, *manifests]))
+    for n in names:
+        wait_condition(kubectl, "inferencenode", n, namespace, "Registered", "True", timeout=90)
+    for _ in range(2):
+        operator.stop()
+        operator.start()
+        polls = standin.requests().get("GET /admin/v1/nodes", 0)
+        wait_for(lambda p=polls: standin.requests().get("GET /admin/v1/nodes", 0) >= p + 2, 30, "two polls")
+    warnings = [e for e in kubectl.json("get", "events", "-n", namespace)["items"]
+                if e["reason"] == "NetworkNodeNotFound"]
+    assert not warnings, [e["involvedObject"]["name"] for e in warnings]
+    kubectl.run("delete", "inferencenodes", "--all", "-n", namespace, "--timeout=60s")

@@ -27,6 +27,7 @@ class FakeKube:
         self.refuse: dict[tuple[str, str], KubeError] = {}
         self.refuse_dry_run: dict[tuple[str, str], KubeError] = {}
         self.touched: list[tuple[str, str]] = []
+        self.listing: list[Obj] = []  # what list() answers
 
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
         self.patches.append((kind, name, status))
@@ -61,6 +62,9 @@ class FakeKube:
     async def annotate(self, api_version: str, kind: str, namespace: str, name: str,
                        annotations: dict[str, str]) -> None:
         self.touched.append((namespace, name))
+
+    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
+        return [o for o in self.listing if o["metadata"]["namespace"] == namespace]
 
     def reasons(self, name: str) -> list[str]:
         return [reason for n, _, reason, _ in self.events if n == name]

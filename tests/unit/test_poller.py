@@ -225,3 +225,17 @@ async def test_restart_shows_pending_deregistration(admin: AdminClient) -> None:
     loop.mark(KEY)
     await loop.sync([KEY], fresh=False)
     assert kube.statuses[KEY]["conditions"][2]["reason"] in ("DeregistrationPending", "AdminUnreachable")
+
+
+async def test_resync_rehandles_a_node_whose_update_event_was_lost(admin: AdminClient) -> None:
+    """Major 9: the periodic re-list touches an InferenceNode whose newer generation never reached
+    the operator (kopf then runs the update handler); an up-to-date one costs no write."""
+    from gonka_operator import inference_node
+
+    ctx, kube = context(admin)
+    current, stale = external_body("current", "u"), external_body("stale", "u")
+    handled(ctx, current)
+    handled(ctx, stale)
+    kube.listing = [current, {**stale, "metadata": {**stale["metadata"], "generation": 2}}]
+    assert await inference_node.resync(ctx) == [("ns", "stale")]
+    assert kube.touched == [("ns", "stale")]
