@@ -35,7 +35,7 @@ def _print_ready(cluster: LocalCluster) -> None:
     print(f"KUBECONFIG={cluster.kubeconfig}", flush=True)
 
 
-def up(directory: Path, timeout: float) -> int:
+def up(directory: Path, timeout: float, real_node: bool = False) -> int:
     existing = LocalCluster.from_state(directory)
     if existing is not None and existing.healthy():
         _say("already running and healthy")
@@ -47,7 +47,7 @@ def up(directory: Path, timeout: float) -> int:
         _say("recorded cluster is not healthy; stopping what is left of it and starting afresh")
         existing.stop(remove=True)
     shutil.rmtree(directory, ignore_errors=True)
-    cluster = LocalCluster(workdir=directory, timeout=timeout, detach=True)
+    cluster = LocalCluster(workdir=directory, timeout=timeout, detach=True, real_node=real_node)
     # Locate (or build) the binaries before timing the start, so the figure means "start from cache".
     _ = cluster.bin_dir
     started = time.monotonic()
@@ -57,6 +57,8 @@ def up(directory: Path, timeout: float) -> int:
         _say(f"start failed: {e}")
         return 1
     _say(f"started in {time.monotonic() - started:.1f} s")
+    if cluster.real_node is not None:
+        _say(f"real node {cluster.real_node.timings}")
     _print_ready(cluster)
     return 0
 
@@ -75,7 +77,7 @@ def status(directory: Path) -> int:
     if existing is None:
         _say(f"no cluster recorded in {directory}")
         return 1
-    for p in existing.procs:
+    for p in [*existing.procs, *(existing.real_node.procs if existing.real_node else [])]:
         _say(f"{p.name:<24} pid {p.pid:<8} {'running' if p.alive() else 'NOT RUNNING'}")
     healthy = existing.healthy()
     _say("healthy" if healthy else "NOT healthy")
@@ -93,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
                              "${XDG_CACHE_HOME:-~/.cache}/gonka-operator/cluster)")
     parser.add_argument("--timeout", type=float, default=180.0,
                         help="seconds to wait for each component to become ready (default 180)")
+    parser.add_argument("--real-node", action="store_true",
+                        default=os.environ.get("GONKA_REAL_NODE") == "1",
+                        help="also start the real node real-0 (containerd, kubelet, kube-proxy, kube-router, "
+                             "CoreDNS); needs root and `hack/build-tools.sh --real-node` (or GONKA_REAL_NODE=1)")
     args = parser.parse_args(argv)
     directory = (args.dir or default_dir()).expanduser().resolve()
     try:
         if args.command == "up":
-            return up(directory, args.timeout)
+            return up(directory, args.timeout, args.real_node)
         if args.command == "down":
             return down(directory)
         return status(directory)

@@ -153,8 +153,12 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def generate_pki(directory: Path) -> Pki:
-    """Create every cert and key the control plane needs in `directory` (overwriting)."""
+def generate_pki(directory: Path, extra_ips: tuple[str, ...] = ()) -> Pki:
+    """Create every cert and key the control plane needs in `directory` (overwriting).
+
+    `extra_ips` go into the API server's certificate too (the real node's pods reach the API server
+    on the machine's own address, through the `kubernetes` Service).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(directory)
 
@@ -186,7 +190,7 @@ def generate_pki(directory: Path) -> Pki:
     dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
            "kubernetes.default.svc.cluster.local"]
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
-    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP)]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ("127.0.0.1", SERVICE_IP, *extra_ips)]
     cert, key = _leaf(ca_cert, ca_key, _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     _write_cert(pki.apiserver_cert, cert)
     _write_key(pki.apiserver_key, key)
@@ -234,3 +238,31 @@ current-context: gonka-dev
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def _load_ca(pki: Pki) -> tuple[x509.Certificate, _Key]:
+    cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return cert, key
+
+
+def issue_client_cert(pki: Pki, name: str, cn: str, orgs: list[str]) -> Pki:
+    """One more client certificate from the cluster's CA, as `name`.crt/.key (e.g. a kubelet's
+    `system:node:<node>` in `system:nodes`, which the Node authorizer and the default RBAC know)."""
+    ca_cert, ca_key = _load_ca(pki)
+    cert, key = _leaf(ca_cert, ca_key, _name(cn, orgs), ExtendedKeyUsageOID.CLIENT_AUTH)
+    _write_cert(pki.client_cert(name), cert)
+    _write_key(pki.client_key(name), key)
+    return pki
+
+
+def issue_serving_cert(pki: Pki, name: str, cn: str, dns: list[str], ips: list[str]) -> Pki:
+    """A serving certificate from the cluster's CA (the kubelet's, so the API server can verify it)."""
+    ca_cert, ca_key = _load_ca(pki)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    cert, key = _leaf(ca_cert, ca_key, _name(cn), ExtendedKeyUsageOID.SERVER_AUTH, sans)
+    _write_cert(pki.client_cert(name), cert)
+    _write_key(pki.client_key(name), key)
+    return pki

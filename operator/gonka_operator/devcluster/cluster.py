@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from .certs import SERVICE_CIDR, Pki, generate_pki, write_kubeconfig
 from .procs import ClusterError, Proc, _cmdline, free_ports, https_context, probe, spawn, stop_all, wait_until
+from .realnode import RealNode, host_ip
 from .tools import data_file, find_bin_dir
 
 STAGE_FILES = (
@@ -42,7 +43,7 @@ class LocalCluster:
     """
 
     def __init__(self, workdir: Path | None = None, bin_dir: Path | None = None, timeout: float = 120.0,
-                 detach: bool = False):
+                 detach: bool = False, real_node: bool = False):
         self._own_workdir = workdir is None
         self.workdir: Path = Path(workdir or tempfile.mkdtemp(prefix="gonka-devcluster-")).resolve()
         self._bin_dir = bin_dir
@@ -54,6 +55,10 @@ class LocalCluster:
         self.server: str = ""
         self.procs: list[Proc] = []
         self.pki = Pki(self.workdir / "pki")
+        # real_node: also start `real-0` (containerd + kubelet + kube-proxy + kube-router + CoreDNS),
+        # where pods really run; see realnode.py. Needs root and `build-tools.sh --real-node`.
+        self.want_real_node = real_node
+        self.real_node: RealNode | None = None
 
     @property
     def bin_dir(self) -> Path:
@@ -81,7 +86,8 @@ class LocalCluster:
         return self
 
     def _start(self, bin_dir: Path) -> None:
-        pki = generate_pki(self.pki.directory)
+        node_ip = host_ip() if self.want_real_node else None
+        pki = generate_pki(self.pki.directory, extra_ips=(node_ip,) if node_ip else ())
         etcd_port, peer_port, api_port, kcm_port, sched_port = free_ports(5)
         self.server = f"https://127.0.0.1:{api_port}"
         write_kubeconfig(self.kubeconfig, self.server, pki, "admin")
@@ -106,7 +112,7 @@ class LocalCluster:
 
         api = self._spawn("kube-apiserver", [
             f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
+            *self._apiserver_network_flags(node_ip, pki), f"--secure-port={api_port}",
             f"--cert-dir={w / 'kube-apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver_cert}", f"--tls-private-key-file={pki.apiserver_key}",
             f"--client-ca-file={pki.ca_cert}",
@@ -117,9 +123,6 @@ class LocalCluster:
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
-            # The `kubernetes` Endpoints may not hold a loopback address, so the reconciler would
-            # only log errors; nothing in this cluster dials the service IP anyway.
-            "--endpoint-reconciler-type=none",
             f"--requestheader-client-ca-file={pki.ca_cert}",
             "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User",
@@ -174,6 +177,27 @@ class LocalCluster:
                        "4 kwok nodes Ready and untainted", everyone)
             wait_until(lambda: _missing_default_sa(core), self.timeout, kcm,
                        "ServiceAccount default/default", [etcd, api, sched, kwok])
+        if self.want_real_node:
+            self.real_node = RealNode(self.workdir, self.bin_dir, detach=self.detach, timeout=self.timeout)
+            self.save_state()
+            self.real_node.start(self.server, pki, self.api_client)
+
+    @staticmethod
+    def _apiserver_network_flags(node_ip: str | None, pki: Pki) -> list[str]:
+        if node_ip is None:
+            # The `kubernetes` Endpoints may not hold a loopback address, so the reconciler would
+            # only log errors; nothing in this cluster dials the service IP anyway.
+            return ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--endpoint-reconciler-type=none"]
+        # Real pods reach the API server through the `kubernetes` Service: it needs endpoints (the
+        # lease reconciler writes the advertised address), and that address must not be loopback.
+        # The API server reaches the kubelet (logs, exec) on its InternalIP with the admin cert.
+        return [
+            "--bind-address=0.0.0.0", f"--advertise-address={node_ip}", "--endpoint-reconciler-type=lease",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki.client_cert('admin')}",
+            f"--kubelet-client-key={pki.client_key('admin')}",
+            f"--kubelet-certificate-authority={pki.ca_cert}",
+        ]
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
         proc = spawn(name, [str(self.bin_dir / name), *args], self.workdir, env, self.detach)
@@ -209,6 +233,8 @@ class LocalCluster:
     def healthy(self) -> bool:
         if not self.procs or not all(p.alive() for p in self.procs):
             return False
+        if self.real_node is not None and not self.real_node.healthy():
+            return False
         ctx = https_context(self.pki.ca_cert, self.pki.client_cert("admin"), self.pki.client_key("admin"))
         return probe(f"{self.server}/readyz", ctx) is None
 
@@ -240,6 +266,13 @@ class LocalCluster:
 
     def stop(self, remove: bool | None = None) -> None:
         """Stop every component (whole process groups). `remove` defaults to: we made the dir."""
+        if self.real_node is not None:
+            problems = self.real_node.stop()  # first: its pods and CNI need the API server gone last
+            self.real_node = None
+            if problems:
+                stop_all(list(reversed(self.procs)))
+                self.procs = []
+                raise ClusterError(f"real node: {'; '.join(problems)}")
         stop_all(list(reversed(self.procs)))
         leftovers = [p.name for p in self.procs if not p.group_gone()]
         self.procs = []
@@ -255,6 +288,7 @@ class LocalCluster:
             "server": self.server,
             "kubeconfig": str(self.kubeconfig),
             "bin_dir": str(self.bin_dir),
+            "real_node": self.want_real_node,
             "procs": [{"name": p.name, "pid": p.pid, "exe": p.exe} for p in self.procs],
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
@@ -289,6 +323,8 @@ class LocalCluster:
             Proc(name=p["name"], pid=p["pid"], exe=p["exe"], log=workdir / f"{p['name']}.log")
             for p in state["procs"]
         ]
+        cluster.want_real_node = bool(state.get("real_node"))
+        cluster.real_node = RealNode.from_state(workdir)
         return cluster
 
 
