@@ -1,4 +1,5 @@
-"""`gonka-operator` command line: run, crds, render, simulate-network-node, simulate-ml-node."""
+"""`gonka-operator` command line: run, crds, render, simulate-network-node, simulate-ml-node,
+simulate-hf-hub, preload-model."""
 
 from __future__ import annotations
 
@@ -81,6 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                         "without it the policy admits no pod")
     sub.add_parser("simulate-network-node", help="run the admin API stand-in", add_help=False)
     sub.add_parser("simulate-ml-node", help="run the ML-node stand-in", add_help=False)
+    sub.add_parser("simulate-hf-hub", help="run the Hugging Face Hub stand-in", add_help=False)
+    sub.add_parser("preload-model", help="download a model snapshot into the HF cache (the preload Job)",
+                   add_help=False)
+    if argv and argv[0] == "simulate-hf-hub":
+        from gonka_operator.hubsim import main as hub_main
+
+        return hub_main(argv[1:])
+    if argv and argv[0] == "preload-model":
+        from gonka_operator.preload import main as preload_main
+
+        return preload_main(argv[1:])
     if argv and argv[0] in ("run", "simulate-network-node", "simulate-ml-node"):
         if argv[0] == "run":
             return _run(argv[1:])
