@@ -62,9 +62,13 @@ CGROUP_ROOT = "gonka-real-0"
 STATE_FILE = "realnode.json"
 # Directories the kubelet, containerd or the CNI plugins may create outside the cluster dir whatever
 # their configuration; those absent before the start are removed (when empty) by stop().
-SYSTEM_PATHS = ("/var/log/containers", "/var/log/pods", "/var/lib/kubelet", "/run/netns", "/run/containerd/s",
-                "/run/containerd", "/var/lib/cni/networks", "/var/lib/cni", "/etc/cni/net.d", "/etc/cni", "/opt/cni")
-OWNER_FILE = Path("/run/gonka-realnode.owner")  # one real node per machine: cni0 and iptables are global
+SYSTEM_PATHS = ("/var/lib/gonka-real-0", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet", "/run/netns",
+                "/run/containerd/s", "/run/containerd", "/var/lib/cni/networks", "/var/lib/cni", "/etc/cni/net.d",
+                "/etc/cni", "/opt/cni")
+OWNER_FILE = Path("/run/gonka-realnode.owner")
+# Unix sockets (containerd's, the kubelet's pod-resources and plugin ones) must have short paths
+# (108 bytes): they and the kubelet's root dir live here, not under a possibly long cluster dir.
+RUN_DIR = Path("/var/lib/gonka-real-0")  # one real node per machine: cni0 and iptables are global
 NODE_BINARIES = ("kubelet", "kube-proxy", "crictl", "bridge", "host-local", "loopback", "portmap", "coredns",
                  "kube-router")
 # Values the kubelet, kube-proxy and the CNI plugins may change; restored by stop().
@@ -189,10 +193,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
                     "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
 
 [grpc]
-  address = "{d / 'containerd.sock'}"
+  address = "{RUN_DIR / 'containerd.sock'}"
 
 [ttrpc]
-  address = "{d / 'containerd.sock.ttrpc'}"
+  address = "{RUN_DIR / 'containerd.sock.ttrpc'}"
 
 [metrics]
   address = ""
@@ -263,7 +267,7 @@ def kubelet_config(d: Path, pki: Pki, node_ip: str, port: int, healthz_port: int
         "cgroupRoot": f"/{CGROUP_ROOT}",
         "failCgroupV1": False,
         "failSwapOn": False,
-        "containerRuntimeEndpoint": f"unix://{d / 'containerd.sock'}",
+        "containerRuntimeEndpoint": f"unix://{RUN_DIR / 'containerd.sock'}",
         "clusterDNS": [DNS_SERVICE_IP],
         "clusterDomain": CLUSTER_DOMAIN,
         # No pod inherits the host's resolver: DNS stays inside the cluster.
@@ -401,7 +405,7 @@ class RealNode:
 
     @property
     def sock(self) -> Path:
-        return self.dir / "containerd.sock"
+        return RUN_DIR / "containerd.sock"
 
     # ---- start ---------------------------------------------------------------------------------
 
@@ -445,8 +449,11 @@ class RealNode:
     def _start(self, server: str, pki: Pki, api_client: Callable[[], Any]) -> None:
         t0 = time.monotonic()
         d = self.dir
-        for sub in ("containerd", "cni/net.d", "cni/ipam", "kubelet", "pod-logs", "volume-plugins"):
+        for sub in ("containerd", "cni/net.d", "cni/ipam", "pod-logs", "volume-plugins"):
             (d / sub).mkdir(parents=True, exist_ok=True)
+        (RUN_DIR / "kubelet").mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):
+            (d / "run").symlink_to(RUN_DIR)  # where to look from the cluster dir
         node_ip = host_ip()
         self._make_cgroups()
 
@@ -498,7 +505,7 @@ class RealNode:
             (d / "kubelet.yaml").write_text(yaml.safe_dump(kubelet_config(d, pki, node_ip, kport, khealth)))
             kubelet = self._spawn("kubelet", [
                 "kubelet", f"--config={d / 'kubelet.yaml'}", f"--kubeconfig={kubelet_kc}",
-                f"--hostname-override={NODE_NAME}", f"--node-ip={node_ip}", f"--root-dir={d / 'kubelet'}",
+                f"--hostname-override={NODE_NAME}", f"--node-ip={node_ip}", f"--root-dir={RUN_DIR / 'kubelet'}",
                 f"--cert-dir={d / 'kubelet' / 'pki'}", f"--volume-plugin-dir={d / 'volume-plugins'}", "--v=1",
             ])
             (d / "kube-proxy.yaml").write_text(yaml.safe_dump(kube_proxy_config(proxy_kc, phealth, pmetrics)))
@@ -666,7 +673,7 @@ class RealNode:
             time.sleep(0.5)
 
     def _unmount(self) -> None:
-        roots = (str(self.dir) + "/", "/run/netns/cni-", "/run/containerd/")
+        roots = (str(self.dir) + "/", str(RUN_DIR) + "/", "/run/netns/cni-", "/run/containerd/")
         mounts = [ln.split()[1] for ln in Path("/proc/self/mounts").read_text().splitlines()]
         for target in reversed(mounts):
             target = target.replace("\\040", " ")
@@ -758,10 +765,15 @@ class RealNode:
         # when we made their trees, everything in them is ours.
         for p in SYSTEM_PATHS:
             if p not in self.paths_before:
-                if p in ("/var/lib/kubelet", "/var/lib/cni"):
+                mounted = [m for m in _mounts() if m.startswith(p + "/")]
+                if p in ("/var/lib/kubelet", "/var/lib/cni", str(RUN_DIR)) and not mounted:
                     shutil.rmtree(p, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     Path(p).rmdir()
+
+
+def _mounts() -> list[str]:
+    return [ln.split()[1].replace("\\040", " ") for ln in Path("/proc/self/mounts").read_text().splitlines()]
 
 
 def _ours(word: str) -> bool:
