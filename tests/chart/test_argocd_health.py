@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "gonka_operator"
 
 # Every Ready reason the operator writes, and the health Argo CD shows for Ready=False with it.
 DEGRADED = {"Rejected", "IdConflict", "InsufficientGPU", "Unschedulable", "ApplyFailed", "AdminUnreachable",
-            "NetworkNodeNotFound", "NodeFailed"}
-PROGRESSING = {"Progressing", "Pending", "NetworkNodeNotReady", "DeregistrationPending", "WaitingForPods"}
+            "NetworkNodeNotFound", "NodeFailed", "PreloadFailed"}
+PROGRESSING = {"Progressing", "Pending", "NetworkNodeNotReady", "DeregistrationPending", "WaitingForPods",
+               "WaitingForCache", "WaitingForWorkload"}
 HEALTHY_ONLY = {"Ready", "Available", "External", "Registered", "Disabled", "AsExpected", "Reconciled"}
 
 

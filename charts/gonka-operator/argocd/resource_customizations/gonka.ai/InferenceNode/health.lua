@@ -6,13 +6,15 @@
 -- Degraded     Ready=False for a reason waiting will not fix: the scheduler cannot place the ML pod
 --              (InsufficientGPU, Unschedulable), the admin API rejects the node or its id is taken
 --              (Rejected, IdConflict), the admin API cannot be reached, an apply failed, the
---              NetworkNode does not exist, the network node reports the ML node FAILED (NodeFailed).
+--              NetworkNode does not exist, the network node reports the ML node FAILED (NodeFailed), the
+--              download of the model into the HF cache failed for good (PreloadFailed).
 -- Progressing  no status yet, a generation the operator has not observed, Ready=Unknown, or
---              Ready=False while waiting (ML pod starting, NetworkNode still syncing its chain).
+--              Ready=False while waiting (HF cache downloading, ML pod starting, NetworkNode still
+--              syncing its chain).
 -- Deleting     Progressing while the finalizer removes the entry from the registry (deletionMessage).
 local failures = {
   Rejected = true, IdConflict = true, InsufficientGPU = true, Unschedulable = true, ApplyFailed = true,
-  AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true,
+  AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true, PreloadFailed = true,
 }
 
 local function condition(status, ctype)

@@ -10,7 +10,7 @@
 --              its ports).
 local failures = {
   Rejected = true, IdConflict = true, InsufficientGPU = true, Unschedulable = true, ApplyFailed = true,
-  AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true,
+  AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true, PreloadFailed = true,
 }
 
 local function condition(status, ctype)
