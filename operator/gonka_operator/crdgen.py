@@ -169,6 +169,8 @@ def inference_node_crd() -> Schema:
         [{"name": "Model", "type": "string", "jsonPath": ".spec.model"},
          {"name": "GPUs", "type": "integer", "jsonPath": ".spec.gpus"},
          _condition_column("Ready", "Ready"),
+         {"name": "Cache", "type": "string", "jsonPath": ".status.cache.state",
+          "description": "HF cache: Downloading, Ready or Failed (spec.hfCache.preload)."},
          {"name": "Registry", "type": "string", "jsonPath": ".status.registry.currentStatus"},
          {"name": "Phase", "type": "string", "jsonPath": ".status.registry.onboarding.phase",
           "description": "Epoch phase the api reports (PoCGenerate … Inference)."},

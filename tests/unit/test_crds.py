@@ -93,9 +93,10 @@ def test_optional_union_becomes_plain_type_and_int_or_string() -> None:
 def test_inference_node_printer_columns() -> None:
     crd = next(c for c in all_crds() if c["spec"]["names"]["kind"] == "InferenceNode")
     names = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert names == ["Model", "GPUs", "Ready", "Registry", "Phase", "Weight", "Age"]
+    assert names == ["Model", "GPUs", "Ready", "Cache", "Registry", "Phase", "Weight", "Age"]
     columns = {c["name"]: c for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert columns["Phase"]["jsonPath"] == ".status.registry.onboarding.phase"
+    assert columns["Cache"]["jsonPath"] == ".status.cache.state"
     assert (columns["Weight"]["jsonPath"], columns["Weight"]["type"]) == (".status.registry.pocWeight", "number")
 
 

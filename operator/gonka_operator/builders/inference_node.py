@@ -13,7 +13,7 @@ own (`<name>-mlnode-proxy`).
 from __future__ import annotations
 
 from gonka_operator.admin.models import Hardware, InferenceNodeConfig, ModelArgs, ModelOverride
-from gonka_operator.builders import mlnode_proxy
+from gonka_operator.builders import hf_cache, mlnode_proxy
 from gonka_operator.builders.common import (
     CONTAINER_SECURITY,
     LABEL_COMPONENT,
@@ -122,7 +122,7 @@ def build_hf_cache_pvc(owner: Owner, spec: InferenceNodeSpec) -> Obj | None:
             "spec": pvc_spec}
 
 
-def _hf_volume(owner: Owner, spec: InferenceNodeSpec) -> Obj:
+def hf_volume(owner: Owner, spec: InferenceNodeSpec) -> Obj:
     cache = spec.hf_cache
     assert cache is not None, "admission requires hfCache for in-cluster ML nodes"
     if cache.host_path:
@@ -135,6 +135,8 @@ def _env(spec: InferenceNodeSpec) -> list[Obj]:
     # v0.2.14's docker-compose.mlnode.yml; HF_HUB_OFFLINE is gone there (mlnode >= 3.0.10 may download
     # weights itself). Pre-downloading into the cache is still advised (REFERENCE.md §3).
     fixed = {"HF_HOME": "/root/.cache", "VLLM_ATTENTION_BACKEND": "FLASHINFER"}
+    if spec.hf_cache and spec.hf_cache.offline:  # the host's choice: never contact the Hub
+        fixed["HF_HUB_OFFLINE"] = "1"
     env = env_list(fixed, spec.env)
     if spec.hf_token_secret_ref:
         ref = spec.hf_token_secret_ref
@@ -155,10 +157,29 @@ def build_proxy_config(owner: Owner) -> Obj:
                                    labels(APP, owner.name, "mlnode-proxy", **{LABEL_INFERENCE_NODE: owner.name}))
 
 
-def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None) -> Obj:
+def _placement(spec: InferenceNodeSpec) -> tuple[dict[str, str], list[Obj]]:
+    node_selector = {GPU_PRODUCT_LABEL: spec.gpu_product} if spec.gpu_product else {}
+    return node_selector, [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def build_preload_job(owner: Owner, spec: InferenceNodeSpec, image: str) -> Obj | None:
+    """The Job that fills the HF cache before the ML pod starts (builders/hf_cache.py), or None."""
+    if not hf_cache.wanted(spec):
+        return None
+    node_selector, tolerations = _placement(spec)
+    return hf_cache.build_preload_job(owner, spec, image, hf_volume(owner, spec), node_selector, tolerations,
+                                      pod_selector(owner.name))
+
+
+def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None, replicas: int = 1) -> Obj:
     """One mlnode pod on `gpus` GPUs, with the routing nginx beside it. Recreate: a new pod never
     starts before the old one released its GPUs (two pods of one ML node would fight over them and
-    over the registry id)."""
+    over the registry id).
+
+    `replicas` is 0 while the HF cache is not Ready yet (the preload Job runs first) and the ML node
+    has never served: the gate is the Deployment's replica count, not an initContainer, because a
+    changed pod template would restart (Recreate) a serving pod, while a replica count that stays 1
+    once the pod runs never does (a model change downloads the new weights beside the serving pod)."""
     state = http_probe(MANAGEMENT_PORT, "/api/v1/state", period=10, failures=3)
     container = {
         "name": "mlnode", "image": spec.image or DEFAULT_MLNODE_IMAGE,
@@ -176,8 +197,7 @@ def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | 
         "readinessProbe": state,
         "securityContext": CONTAINER_SECURITY,
     }
-    node_selector = {GPU_PRODUCT_LABEL: spec.gpu_product} if spec.gpu_product else {}
-    gpu_toleration = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    node_selector, gpu_toleration = _placement(spec)
     proxy_image = (spec.proxy.image if spec.proxy else None) or DEFAULT_PROXY_IMAGE
     pod_spec: Obj = {
         "enableServiceLinks": False,
@@ -185,7 +205,7 @@ def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | 
         "securityContext": POD_SECURITY,
         "terminationGracePeriodSeconds": 60,
         "containers": [container, mlnode_proxy.container(proxy_image, _proxy_resources(spec))],
-        "volumes": [_hf_volume(owner, spec),
+        "volumes": [hf_volume(owner, spec),
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": str(spec.shm_size or DEFAULT_SHM)}},
                     *mlnode_proxy.volumes(proxy_config_name(owner.name, network_node))],
         **scheduling(spec.scheduling, node_selector, gpu_toleration),
@@ -194,7 +214,7 @@ def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | 
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(workload_name(owner.name), owner, template_labels),
-        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+        "spec": {"replicas": replicas, "strategy": {"type": "Recreate"},
                  "selector": {"matchLabels": pod_selector(owner.name)},
                  "template": {"metadata": {"labels": template_labels}, "spec": pod_spec}},
     }

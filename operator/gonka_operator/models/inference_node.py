@@ -67,6 +67,20 @@ class HFCache(CRDModel):
         default=None, description="Create a PVC of this size (retained when the InferenceNode is deleted)."
     )
     storage_class_name: str | None = Field(default=None, description="StorageClass of a new PVC.")
+    preload: bool | None = Field(
+        default=None,
+        description="Download the model's snapshot into the cache with a Job before the ML pod starts (the "
+        "revision is spec.modelOverride.hfCommit when set, else main). Default: true for a cache the operator "
+        "creates (size), false for hostPath/existingClaim (declared already filled; set true to preload them too).",
+    )
+    offline: bool = Field(
+        default=False,
+        description="Set HF_HUB_OFFLINE=1 on mlnode (it never contacts the Hub; the cache must hold the weights). "
+        "Default false, as upstream since mlnode 3.0.10 (models may auto-download).",
+    )
+
+    def preload_enabled(self) -> bool:
+        return self.preload if self.preload is not None else self.size is not None
 
 
 class ExternalMLNode(CRDModel):
@@ -287,6 +301,20 @@ class RegistryStatus(CRDModel):
     last_seen: str | None = Field(default=None, description="Last poll that saw the entry (RFC 3339).")
 
 
+class CacheStatus(CRDModel):
+    """The HF cache of this ML node (the preload Job's outcome)."""
+
+    state: str | None = Field(default=None, description="Downloading, Ready or Failed.")
+    repo: str | None = Field(default=None, description="Repository preloaded.")
+    revision: str | None = Field(default=None, description="Revision asked for (a commit, or main).")
+    commit: str | None = Field(default=None, description="Commit of the snapshot in the cache.")
+    files: int | None = Field(default=None, description="Files of the snapshot.")
+    bytes: int | None = Field(default=None, description="Bytes of the snapshot.")
+    fetched_bytes: int | None = Field(default=None, description="Bytes fetched from the Hub by the last run.")
+    job: str | None = Field(default=None, description="The preload Job.")
+    message: str | None = Field(default=None, description="What happened (the Hub's message on failure).")
+
+
 class InferenceNodeStatus(CRDModel):
     observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
     conditions: list[Condition] = Field(
@@ -295,3 +323,4 @@ class InferenceNodeStatus(CRDModel):
     node_id: str | None = Field(default=None, description="Id used in the admin registry.")
     admin_url: str | None = Field(default=None, alias="adminURL", description="Admin API in use.")
     registry: RegistryStatus | None = Field(default=None, description="Registry state from the last poll.")
+    cache: CacheStatus | None = Field(default=None, description="HF cache preload (spec.hfCache.preload).")
