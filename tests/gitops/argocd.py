@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -114,8 +115,9 @@ class ArgoCD:
         redis = shutil.which("redis-server")
         assert redis, "redis-server is missing: bash hack/install-apt.sh gitops"
         self._spawn("redis", [redis, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no", "--dir", str(self.workdir)], {})
+                              "--appendonly", "no", "--dir", str(self.workdir)], {}, self.redis_port)
         argocd = str(self.bin_dir / "argocd")
+        controller_metrics = free_port()
         self._spawn("argocd-repo-server", [
             argocd, "--loglevel", "info", "--address", "127.0.0.1", "--port", str(self.repo_port),
             "--metrics-address", "127.0.0.1", "--metrics-port", str(free_port()),
@@ -123,25 +125,31 @@ class ArgoCD:
             "--redis", f"127.0.0.1:{self.redis_port}"], {
             **common, "ARGOCD_BINARY_NAME": "argocd-repo-server", "ARGOCD_GPG_ENABLED": "false",
             "ARGOCD_GNUPGHOME": str(self.workdir / "gpg"), "ARGOCD_GPG_DATA_PATH": str(self.workdir / "gpg-source"),
-            "ARGOCD_PLUGINSOCKFILEPATH": str(self.workdir / "plugins")})
+            "ARGOCD_PLUGINSOCKFILEPATH": str(self.workdir / "plugins")}, self.repo_port)
         self._spawn("argocd-application-controller", [
             argocd, "--loglevel", "info", "--redis", f"127.0.0.1:{self.redis_port}",
             "--repo-server", f"127.0.0.1:{self.repo_port}",
-            "--metrics-port", str(free_port()), "--status-processors", "4", "--operation-processors", "2",
+            "--metrics-port", str(controller_metrics), "--status-processors", "4", "--operation-processors", "2",
             "--app-resync", "60", "--self-heal-timeout-seconds", "2",
             # keep each resource's health in the Application's status (v3 default: only in redis, for
             # the API server) so that the tests can read the health Argo CD computed per resource
             "--persist-resource-health"], {
             **common, "ARGOCD_BINARY_NAME": "argocd-application-controller",
-            "HOSTNAME": "argocd-application-controller-0"})
+            "HOSTNAME": "argocd-application-controller-0"}, controller_metrics)
         self.timings["start redis, repo-server, application-controller"] = time.monotonic() - start
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str], port: int) -> None:
+        """Start a component and wait until it listens on `port` (on 127.0.0.1)."""
         proc = ManagedProcess(name, args, env, self.workdir)
         proc.start()
         self.procs.append(proc)
-        time.sleep(0.5)
-        assert proc.proc is not None and proc.proc.poll() is None, f"{name} exited:\n{proc.log_tail()}"
+
+        def listening() -> bool:
+            assert proc.proc is not None and proc.proc.poll() is None, f"{name} exited:\n{proc.log_tail()}"
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, 60, lambda: f"{name} listening on {port}:\n{proc.log_tail()}")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
