@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -265,7 +267,9 @@ class Operator(ManagedProcess):
         processes of separate tests, which watch separate namespaces, do not wait for each other;
         pass GONKA_LEASE_NAME in `env` to make operators compete for one."""
         self.health_port = free_port()
-        lease = {"GONKA_LEASE_NAME": f"gonka-{name}", "GONKA_LEASE_NAMESPACE": "default", "GONKA_LEASE_SECONDS": "4"}
+        digest = hashlib.sha1(name.encode()).hexdigest()[:8]
+        lease_name = re.sub(r"[^a-z0-9-]+", "-", f"gonka-{name}".lower())[:50].strip("-") + f"-{digest}"
+        lease = {"GONKA_LEASE_NAME": lease_name, "GONKA_LEASE_NAMESPACE": "default", "GONKA_LEASE_SECONDS": "4"}
         super().__init__(name, [str(VENV_BIN / "gonka-operator"), "run", "--verbose",
                                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz"],
                          {"KUBECONFIG": kubeconfig, **lease, **env}, log_dir)
