@@ -19,7 +19,8 @@ from gonka_operator.kube import KubeError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1"}
+API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1",
+                "Job": "batch/v1"}  # Job: the preload Job of a previous model
 NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
 
 

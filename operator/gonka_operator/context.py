@@ -59,6 +59,8 @@ class InferenceRecord(Record):
     admin_url: str | None = None  # where its entry was last registered (status.adminURL)
     deployment: Obj | None = None
     pods: dict[str, Obj] = field(default_factory=dict)
+    jobs: dict[str, Obj] = field(default_factory=dict)  # preload Jobs by name: {"status": ...}
+    preload_pods: dict[str, Obj] = field(default_factory=dict)  # their pods: {"status", "job", "created"}
     registry: Obj | None = None  # status.registry block from the last poll
     seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)
     handled: bool = False  # reconcile() has started for it in this process

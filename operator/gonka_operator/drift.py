@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes.utils.quantity import parse_quantity
 
 from gonka_operator import inference_node, network_node
+from gonka_operator.builders import hf_cache
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
 from gonka_operator.children import NEVER_PRUNED, owned_by
 from gonka_operator.context import Context, Key, Record
@@ -100,15 +101,36 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
         if record is None:
             return
         _track(record, obj, deleted)
-        if obj["kind"] == "Pod":
+        gates_before = inference_node.gates(record)
+        if obj["kind"] == "Pod" and hf_cache.is_preload_pod(obj):  # a preload Job's pod (its outcome)
+            if deleted:
+                record.preload_pods.pop(obj["metadata"]["name"], None)
+            else:
+                record.preload_pods[obj["metadata"]["name"]] = {
+                    "status": obj.get("status", {}), "job": hf_cache.job_of_pod(obj),
+                    "created": obj["metadata"].get("creationTimestamp")}
+        elif obj["kind"] == "Pod":
             if deleted:
                 record.pods.pop(obj["metadata"]["name"], None)
             else:
                 record.pods[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
         elif obj["kind"] == "Deployment":
-            record.deployment = None if deleted else {"status": obj.get("status", {})}
+            record.deployment = None if deleted else {"status": obj.get("status", {}),
+                                                      "replicas": (obj.get("spec") or {}).get("replicas")}
+        elif obj["kind"] == "Job":
+            if deleted:
+                record.jobs.pop(obj["metadata"]["name"], None)
+            else:
+                record.jobs[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
+        gates_after = inference_node.gates(record)
+        if gates_after != gates_before and not record.body["metadata"].get("deletionTimestamp"):
+            # the cache became Ready (scale the ML pod up) or the pod came up: reconcile, then register
+            if gates_after[0] != gates_before[0] and ctx.repairs is not None:
+                ctx.repairs.mark("InferenceNode", key)
+            if ctx.registries is not None:
+                await ctx.registries.mark(key)
         if not record.body["metadata"].get("deletionTimestamp") and needs_reconcile(
-                inference_node.desired_children(record.body), obj, deleted, record.body["metadata"]["uid"]):
+                inference_node.desired_for(ctx, record), obj, deleted, record.body["metadata"]["uid"]):
             logger.info("%s %s/%s of InferenceNode %s drifted; marked for reconcile", obj["kind"], namespace,
                         obj["metadata"]["name"], name)
             assert ctx.repairs is not None

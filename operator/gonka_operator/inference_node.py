@@ -11,16 +11,18 @@ import logging
 import time
 
 from gonka_operator import context
+from gonka_operator.builders import hf_cache
 from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, Obj, Owner
 from gonka_operator.builders.policies import inference_node_policy
 from gonka_operator.children import ApplyRefused, apply_child, prune
-from gonka_operator.conditions import now_rfc3339
+from gonka_operator.conditions import Cond, merge_conditions, now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key, key_of
 from gonka_operator.kube import KubeError
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import FINALIZER
-from gonka_operator.status import Facts, inference_node_conditions, workload_facts
+from gonka_operator.settings import DEFAULT_PRELOAD_IMAGE
+from gonka_operator.status import Facts, deployment_available, inference_node_conditions, workload_facts
 
 logger = logging.getLogger(__name__)
 KIND = "InferenceNode"
@@ -35,14 +37,21 @@ def owner_of(body: Obj) -> Owner:
     return Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
 
 
-def desired_children(body: Obj) -> list[Obj]:
-    """Everything the cluster should hold for this InferenceNode (nothing for an external one)."""
+def desired_children(body: Obj, *, replicas: int | None = None,
+                     preload_image: str = DEFAULT_PRELOAD_IMAGE) -> list[Obj]:
+    """Everything the cluster should hold for this InferenceNode (nothing for an external one).
+    `replicas` of the ML Deployment: see `ml_replicas` (default: 0 while a preload Job is wanted)."""
     spec = InferenceNodeSpec.model_validate(body["spec"])
     if spec.external:
         return []
     owner = owner_of(body)
     nn = spec.network_node_ref.name if spec.network_node_ref else None
-    children = [build.build_deployment(owner, spec, nn), build.build_service(owner, nn)]
+    job = build.build_preload_job(owner, spec, preload_image)
+    if replicas is None:
+        replicas = 0 if job else 1
+    children = [build.build_deployment(owner, spec, nn, replicas), build.build_service(owner, nn)]
+    if job:
+        children.insert(0, job)
     pvc = build.build_hf_cache_pvc(owner, spec)
     if pvc:
         children.insert(0, pvc)
@@ -50,6 +59,71 @@ def desired_children(body: Obj) -> list[Obj]:
         children.insert(0, build.build_proxy_config(owner))
     children.append(inference_node_policy(owner, nn, spec.allowed_from))
     return children
+
+
+# -- the HF cache gate (spec.hfCache.preload; builders/hf_cache.py) ---------------------------------
+
+def cache_view(record: InferenceRecord) -> hf_cache.CacheView:
+    """The cache of the current (repository, revision), from its preload Job and the Job's pods."""
+    spec = InferenceNodeSpec.model_validate(record.body["spec"])
+    name = record.body["metadata"]["name"]
+    job = record.jobs.get(hf_cache.job_name(name, spec))
+    return hf_cache.read_job(spec, name, job, list(record.preload_pods.values()))
+
+
+def ml_replicas(record: InferenceRecord) -> int:
+    """1 once the cache is Ready, or when the Deployment already runs a pod (a model change downloads
+    the new weights first; the serving pod is never scaled down for it); 0 before."""
+    if cache_view(record).ready:
+        return 1
+    return 1 if ((record.deployment or {}).get("replicas") or 0) >= 1 else 0
+
+
+def desired_for(ctx: Context, record: InferenceRecord) -> list[Obj]:
+    """`desired_children` with what the facts decide (replicas) and the settings (preload image): the one
+    call of reconcile and of drift detection, so both compare against the same objects."""
+    return desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image)
+
+
+def gates(record: InferenceRecord) -> tuple[bool, bool]:
+    """(cache Ready, ML Deployment available): when one flips, the node needs a reconcile / a sync."""
+    try:
+        return cache_view(record).ready, deployment_available(record.deployment)
+    except ValueError:  # pydantic's ValidationError: an invalid spec opens no gate
+        return False, False
+
+
+def registration_hold(record: InferenceRecord) -> Facts | None:
+    """Why the node may not be registered (or updated) yet, or None. Registered only once the cache
+    holds the weights of the current model AND the ML pod is up: the network node must not schedule
+    a node that would spend the next PoC downloading."""
+    spec = InferenceNodeSpec.model_validate(record.body["spec"])
+    if spec.external:
+        return None
+    cache = cache_view(record)
+    if not cache.ready:
+        return Facts(None, "WaitingForCache", f"registered once the HF cache is Ready: {cache.message}")
+    if not deployment_available(record.deployment):
+        return Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
+    return None
+
+
+async def learn_cache_facts(ctx: Context, record: InferenceRecord) -> None:
+    """Before the first events of the preload Job and the Deployment have arrived (e.g. right after a
+    restart), read them: a serving pod must never be scaled to 0 for lack of facts."""
+    spec = InferenceNodeSpec.model_validate(record.body["spec"])
+    if not hf_cache.wanted(spec):
+        return
+    meta = record.body["metadata"]
+    jname = hf_cache.job_name(meta["name"], spec)
+    if jname not in record.jobs:
+        job = await ctx.kube.get("batch/v1", "Job", meta["namespace"], jname)
+        if job is not None:
+            record.jobs[jname] = {"status": job.get("status", {})}
+    if record.deployment is None and not cache_view(record).ready:
+        dep = await ctx.kube.get("apps/v1", "Deployment", meta["namespace"], build.workload_name(meta["name"]))
+        if dep is not None:
+            record.deployment = {"status": dep.get("status", {}), "replicas": dep["spec"].get("replicas")}
 
 
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:
@@ -76,15 +150,18 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
         body = record.body
         if body["metadata"].get("deletionTimestamp"):
             return
-        children = desired_children(body)
+        await learn_cache_facts(ctx, record)
+        children = desired_for(ctx, record)
         # independent objects: one round trip instead of three (the Service, which registration
         # names as the host, exists once this returns)
         results = await asyncio.gather(*(apply_child(ctx, c) for c in children), return_exceptions=True)
         refused = [r for r in results if isinstance(r, ApplyRefused)]
         failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ApplyRefused)]
         for child, applied in zip(children, results, strict=True):
-            if child["kind"] == "Deployment" and isinstance(applied, dict) and record.deployment is None:
-                record.deployment = {"status": applied.get("status", {})}
+            if child["kind"] == "Deployment" and isinstance(applied, dict) and (
+                    record.deployment is None or record.deployment.get("replicas") != child["spec"]["replicas"]):
+                record.deployment = {"status": applied.get("status", {}),
+                                     "replicas": (applied.get("spec") or {}).get("replicas")}
         if failed:
             raise failed[0]
         error = "; ".join(str(r) for r in refused) or None
@@ -173,6 +250,9 @@ def compute_status(record: InferenceRecord) -> Obj:
     spec = InferenceNodeSpec.model_validate(body["spec"])
     previous = (record.status_written or {}).get("conditions", [])
     workload = workload_facts(spec.external is not None, record.deployment, list(record.pods.values()))
+    cache = cache_view(record)
+    if not spec.external and not cache.ready and ml_replicas(record) == 0:
+        workload = Facts(False, "WaitingForCache", f"the mlnode pod starts once the HF cache is Ready: {cache.message}")
     registration = record.registration
     if registration.ok and not spec.enabled:
         registration = Facts(True, "Disabled", registration.message)
@@ -181,14 +261,22 @@ def compute_status(record: InferenceRecord) -> Obj:
     if registration.ok and registry.get("currentStatus") == "FAILED":
         health = Facts(False, "NodeFailed", "the network node reports the ML node FAILED: "
                        + str(registry.get("failureReason") or "no reason given"))
+    if cache.reason == "PreloadFailed":
+        health = Facts(False, "PreloadFailed", cache.message)
     if record.apply_error:
         health = Facts(False, "ApplyFailed", record.apply_error)
+    now = now_rfc3339()
+    conditions = inference_node_conditions(previous, record.observed_generation, workload, registration, now, health)
+    if not spec.external:
+        conditions += merge_conditions(previous, [Cond("CacheReady", cache.ok, cache.reason, cache.message)],
+                                       record.observed_generation, now)
     status: Obj = {
         "observedGeneration": record.observed_generation,
-        "conditions": inference_node_conditions(previous, record.observed_generation, workload,
-                                                registration, now_rfc3339(), health),
+        "conditions": conditions,
         "nodeId": spec.node_id or body["metadata"]["name"],
     }
+    if cache.status:
+        status["cache"] = cache.status
     if record.admin_url:
         status["adminURL"] = record.admin_url
     if record.registry is not None:

@@ -313,6 +313,12 @@ class RegistryLoop:
         assert self.snapshot is not None
         if not (record.finalized or _holds_finalizer(record)):
             return  # never an entry without the finalizer that removes it: kopf's handler marks it again
+        hold = inference_node.registration_hold(record)
+        if hold is not None:  # the cache or the pod is not there yet; a registered node keeps its entry
+            if not record.registration.ok and record.registration != hold:
+                record.registration = hold
+                await inference_node.write_status(ctx, record)
+            return
         spec = InferenceNodeSpec.model_validate(record.body["spec"])
         config = registry.desired_config(key, spec, ctx.settings.cluster_domain)
         owner = claims.get(config.id, [key])[0]

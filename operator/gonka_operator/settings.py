@@ -6,6 +6,9 @@ import json
 import os
 from dataclasses import dataclass, field
 
+# The chart's default operator image (values.yaml image.repository, tag = appVersion).
+DEFAULT_PRELOAD_IMAGE = "gonka-operator:0.1.0"
+
 
 def _parse_map(raw: str) -> dict[str, str]:
     """`ns/name=url,ns2/name2=url2` or a JSON object."""
@@ -63,6 +66,9 @@ class Settings:
     lease_name: str = "gonka-operator"
     lease_namespace: str = "default"
     lease_seconds: float = 15.0  # a standby takes over this long after the holder's last renewal
+    # Image of the HF-cache preload Job (`gonka-operator preload-model`): the operator's own image,
+    # which ships huggingface_hub. Env: GONKA_PRELOAD_IMAGE (the chart sets its image).
+    preload_image: str = DEFAULT_PRELOAD_IMAGE
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -81,6 +87,7 @@ class Settings:
         s.lease_name = env.get("GONKA_LEASE_NAME", s.lease_name)
         s.lease_seconds = float(env.get("GONKA_LEASE_SECONDS", s.lease_seconds))
         s.lease_namespace = env.get("GONKA_LEASE_NAMESPACE", "") or _own_namespace() or s.lease_namespace
+        s.preload_image = env.get("GONKA_PRELOAD_IMAGE") or s.preload_image
         return s
 
     def admin_url_for(self, namespace: str, network_node: str, in_cluster_url: str | None) -> str | None:

@@ -28,6 +28,8 @@ class FakeKube:
         self.refuse_dry_run: dict[tuple[str, str], KubeError] = {}
         self.touched: list[tuple[str, str]] = []
         self.listing: list[Obj] = []  # what list() answers
+        self.objects: dict[tuple[str, str], Obj] = {}  # what get() answers, by (kind, name)
+        self.gets: list[tuple[str, str]] = []
 
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
         self.patches.append((kind, name, status))
@@ -48,6 +50,10 @@ class FakeKube:
             raise self.refuse[key]
         self.applied.append(key)
         return {**obj, "status": {}}
+
+    async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
+        self.gets.append((kind, name))
+        return self.objects.get((kind, name))
 
     async def dry_run_create(self, obj: Obj) -> None:
         key = (obj["kind"], obj["metadata"]["name"])

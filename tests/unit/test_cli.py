@@ -23,7 +23,8 @@ def test_render_a_whole_host(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", str(EXAMPLES / "02-network-node-and-ml-node.yaml")]) == 0
     docs = list(yaml.safe_load_all(capsys.readouterr().out))
     kinds = sorted({d["kind"] for d in docs})
-    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "StatefulSet"]
+    assert kinds == ["ConfigMap", "Deployment", "Job", "NetworkPolicy", "PersistentVolumeClaim", "Service",
+                     "StatefulSet"]  # Job: the HF-cache preload of the size-created cache
     assert all(d["metadata"]["namespace"] == "default" for d in docs)
     assert not any(d["kind"] == "Secret" for d in docs), "the user's own Secret is not the operator's to render"
 

@@ -8,8 +8,10 @@ import pytest
 from fakekube import context, handled
 
 from gonka_operator import drift, inference_node
+from gonka_operator.builders import hf_cache
 from gonka_operator.children import ApplyRefused, apply_child
 from gonka_operator.kube import KubeError
+from gonka_operator.models.inference_node import InferenceNodeSpec
 
 UID = "uid-ns-gpu"
 
@@ -87,8 +89,9 @@ async def test_unwanted_children_are_pruned_never_pvcs() -> None:
     for obj in inference_node.desired_children(body):
         await drift.on_child_event(ctx, "ADDED", obj)
     assert ("Deployment", "gpu-mlnode") in record.children
+    job = hf_cache.job_name("gpu", InferenceNodeSpec.model_validate(body["spec"]))  # the preload Job goes too
     body["spec"] = {"networkNodeRef": {"name": "gonka"}, "model": "Qwen/Qwen3-32B-FP8",
                     "external": {"host": "10.0.0.9"}}
     await inference_node.apply_children(ctx, record)
-    assert sorted(kube.deleted) == [("Deployment", "gpu-mlnode"), ("NetworkPolicy", "gpu-mlnode"),
-                                    ("Service", "gpu-mlnode")]
+    assert sorted(kube.deleted) == [("Deployment", "gpu-mlnode"), ("Job", job),
+                                    ("NetworkPolicy", "gpu-mlnode"), ("Service", "gpu-mlnode")]

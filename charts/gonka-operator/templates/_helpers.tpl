@@ -87,9 +87,16 @@ records every request it makes.
 # children, sent with server-side apply (patch; create when the apply creates the object) and
 # watched (status feedback, drift repair); InferenceNode children it cannot merge into are replaced
 # (delete). StatefulSets and PVCs are never deleted by the operator.
+# (get: the ML Deployment and the preload Job are read once before their first watch event, so a
+# serving ML pod is never scaled to 0 for lack of facts)
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
+# the HF-cache preload Job (spec.hfCache.preload): its status is status.cache; the previous model's Job
+# is pruned (delete)
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [list, watch, create, patch]

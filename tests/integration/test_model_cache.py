@@ -1,0 +1,126 @@
+"""Issue 10 on the real control plane: the preload Job runs before the ML pod, the ML pod starts only
+once the cache is Ready, the node registers only once the pod is up, and a model change downloads
+first while the serving pod stays.
+
+kwok's pods are fake: a Job's pod is completed by the kwok stage `pod-complete` (devcluster) once it
+is Running, so the Job controller marks the Job Complete; the real download is shown by the preload
+entry point run as a process against the Hub stand-in (tests/unit/test_hf_cache_preload.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conditions import condition, wait_condition
+from helpers import holds_for, wait_for
+from manifests import NETWORK_NODE as NN
+from procs import Kubectl, Operator, StandIn
+
+pytestmark = pytest.mark.integration
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def ml_node(name: str, cache: str, extra: str = "") -> str:
+    return f"""
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {{name: {name}}}
+spec:
+  networkNodeRef: {{name: gonka}}
+  model: Qwen/Qwen3-32B-FP8
+  gpus: 1
+  gpuProduct: NVIDIA-H100-80GB-HBM3
+  hfCache: {cache}{extra}
+"""
+
+
+PVC = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: weights}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+"""
+
+
+def jobs(kubectl: Kubectl, ns: str, node: str) -> list[dict[str, Any]]:
+    return list(kubectl.json("get", "jobs", "-n", ns, "-l", f"gonka.ai/inference-node={node}")["items"])
+
+
+def ml_pods(kubectl: Kubectl, ns: str, node: str) -> list[dict[str, Any]]:
+    return list(kubectl.json("get", "pods", "-n", ns, "-l",
+                             f"gonka.ai/inference-node={node},app.kubernetes.io/component=mlnode")["items"])
+
+
+def cache(kubectl: Kubectl, ns: str, node: str) -> dict[str, Any]:
+    return dict(((kubectl.get("inferencenode", node, ns) or {}).get("status") or {}).get("cache") or {})
+
+
+def test_ml_pod_waits_for_the_preload_then_registers(operator: Operator, kubectl: Kubectl, standin: StandIn,
+                                                     namespace: str) -> None:
+    """The preload Job of an existing claim that does not exist yet cannot run: no ML pod, no
+    registration, CACHE Downloading. Once the claim is there the Job completes, the ML pod starts,
+    then the node registers."""
+    kubectl.run("apply", "-n", namespace, "-f", "-",
+                input=NN + "---" + ml_node("gated", "{existingClaim: weights, preload: true}"))
+    job = wait_for(lambda: jobs(kubectl, namespace, "gated"), 60, "the preload Job")[0]
+    assert job["spec"]["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "weights"
+    wait_condition(kubectl, "inferencenode", "gated", namespace, "Registered", "Unknown", "WaitingForCache", 60)
+    wait_condition(kubectl, "inferencenode", "gated", namespace, "CacheReady", "False", "Downloading", 30)
+    assert cache(kubectl, namespace, "gated")["state"] == "Downloading"
+    holds_for(lambda: not ml_pods(kubectl, namespace, "gated")
+              and kubectl.get("deployment", "gated-mlnode", namespace)["spec"]["replicas"] == 0
+              and "gated" not in standin.nodes(), 5, "no ML pod and no registration before the cache is Ready")
+    printed = kubectl.run("get", "inferencenode", "gated", "-n", namespace).stdout
+    assert "CACHE" in printed.splitlines()[0] and "Downloading" in printed
+
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=PVC)
+    wait_condition(kubectl, "inferencenode", "gated", namespace, "CacheReady", "True", "Ready", 90)
+    wait_condition(kubectl, "inferencenode", "gated", namespace, "Registered", "True", timeout=90)
+    done = jobs(kubectl, namespace, "gated")[0]
+    pod = ml_pods(kubectl, namespace, "gated")[0]
+    # the ML pod was created after the Job completed (both to the second)
+    assert pod["metadata"]["creationTimestamp"] >= done["status"]["completionTime"]
+    assert cache(kubectl, namespace, "gated")["state"] == "Ready"
+    assert "gated" in standin.nodes()
+    assert "Ready" in kubectl.run("get", "inferencenode", "gated", "-n", namespace).stdout
+
+
+def test_a_model_change_downloads_first_and_keeps_the_serving_pod(operator: Operator, kubectl: Kubectl,
+                                                                   standin: StandIn, namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + ml_node("swap", "{size: 10Gi}"))
+    wait_condition(kubectl, "inferencenode", "swap", namespace, "Ready", "True", timeout=120)
+    (old_job,) = jobs(kubectl, namespace, "swap")
+    (pod,) = ml_pods(kubectl, namespace, "swap")
+    kubectl.run("patch", "inferencenode", "swap", "-n", namespace, "--type=merge", "-p",
+                '{"spec": {"modelOverride": {"hfRepo": "my-org/qwen3-32b-custom", "hfCommit": "%s"}}}' % COMMIT)
+
+    def new_cache_ready() -> dict[str, Any] | None:
+        c = cache(kubectl, namespace, "swap")
+        return c if c.get("revision") == COMMIT and c.get("state") == "Ready" else None
+
+    ready = wait_for(new_cache_ready, 90, lambda: f"cache now {cache(kubectl, namespace, 'swap')}")
+    assert ready["repo"] == "my-org/qwen3-32b-custom"
+    new_job = wait_for(lambda: [j for j in jobs(kubectl, namespace, "swap")
+                                if j["metadata"]["name"] != old_job["metadata"]["name"]], 30, "the new Job")[0]
+    assert new_job["spec"]["template"]["spec"]["containers"][0]["command"][-2:] == ["--revision", COMMIT]
+    wait_for(lambda: (standin.nodes()["swap"]["node"]["models"]["Qwen/Qwen3-32B-FP8"].get("model_override")
+                      or {}).get("hf_commit") == COMMIT, 60, lambda: f"registry entry {standin.nodes().get('swap')}")
+    wait_for(lambda: len(jobs(kubectl, namespace, "swap")) == 1, 30, "the old Job pruned")
+    (still,) = ml_pods(kubectl, namespace, "swap")
+    assert still["metadata"]["uid"] == pod["metadata"]["uid"], "the serving pod was restarted for the download"
+    ready_cond = condition(kubectl.get("inferencenode", "swap", namespace), "Ready")
+    assert ready_cond and ready_cond["status"] == "True"
+
+
+def test_a_cache_declared_filled_has_no_job(operator: Operator, kubectl: Kubectl, namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-",
+                input=NN + "---" + ml_node("declared", "{hostPath: /mnt/shared}"))
+    wait_condition(kubectl, "inferencenode", "declared", namespace, "Registered", "True", timeout=90)
+    assert jobs(kubectl, namespace, "declared") == []
+    assert cache(kubectl, namespace, "declared")["state"] == "Ready"
+    env = {e["name"] for e in kubectl.get("deployment", "declared-mlnode", namespace)["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert "HF_HUB_OFFLINE" not in env
