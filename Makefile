@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 CLUSTER_DIR ?= $(CURDIR)/.local/cluster
 SIM_PORT ?= 19200
 
-.PHONY: venv apt tools crds lint test test-unit test-gitops run cluster-up cluster-down bench clean
+.PHONY: venv apt tools crds lint test test-unit test-gitops test-e2e run cluster-up cluster-down bench clean
 
 $(BIN)/gonka-operator: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -41,8 +41,13 @@ test-gitops: venv apt tools  ## only the real Argo CD sync (tests/gitops, part o
 test-unit: venv
 	$(BIN)/pytest -q -m "not integration"
 
-cluster-up: venv tools  ## start the local control plane (idempotent); prints KUBECONFIG=...
-	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/python -m gonka_operator.devcluster up --dir $(CLUSTER_DIR)
+cluster-up: venv tools  ## start the local control plane (idempotent); prints KUBECONFIG=...; REAL_NODE=1 adds real-0 (root)
+	$(if $(REAL_NODE),bash hack/install-apt.sh realnode)
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh $(if $(REAL_NODE),--real-node) | tail -n1) $(BIN)/python -m gonka_operator.devcluster up --dir $(CLUSTER_DIR) $(if $(REAL_NODE),--real-node)
+
+test-e2e: venv  ## real pods on the real node real-0 (root, tests/e2e): node tools, images, the operator from its chart
+	bash hack/install-apt.sh realnode
+	GONKA_E2E=1 $(BIN)/pytest -q -p no:cacheprovider -rs tests/e2e
 
 cluster-down: venv
 	$(BIN)/python -m gonka_operator.devcluster down --dir $(CLUSTER_DIR)

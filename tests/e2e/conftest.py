@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from realnode_tools import real_node_bin_dir
 
 from gonka_operator.devcluster import LocalCluster
 from gonka_operator.devcluster.realnode import unavailable_reason
@@ -41,13 +41,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.e2e)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
-
-
-def real_node_bin_dir() -> Path:
-    """Build (once; cached) and locate the control plane + real-node binaries."""
-    out = subprocess.run(["bash", str(ROOT / "hack" / "build-tools.sh"), "--real-node"], stdout=subprocess.PIPE,
-                         text=True, check=True)
-    return Path(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="session")

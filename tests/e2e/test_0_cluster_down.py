@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from realnode_tools import real_node_bin_dir
 
-from conftest import real_node_bin_dir
 from gonka_operator.devcluster.realnode import NODE_NAME, OWNER_FILE, TOLERATION, machine_snapshot
 
 

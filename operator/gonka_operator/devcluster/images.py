@@ -13,6 +13,7 @@ into it, so a warm start only imports (`ctr -n k8s.io images import`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -348,6 +349,8 @@ def operator_image(repo: Path = REPO_ROOT) -> Image:
         b("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", ctr,
           what="buildah config")
         b("commit", "--rm", ctr, base_ref, what="buildah commit debian base")
+    # buildah's RUN steps set up CNI state in /etc/cni/net.d (a lock file) whatever the storage dirs.
+    made_cni = not Path("/etc/cni").exists()
     # The certs mount: TLS to the package registries may go through a CA only this machine trusts.
     b("bud", "--isolation", "chroot", "--layers=false", "-v", "/etc/ssl/certs:/etc/ssl/certs:ro",
       "--build-arg", f"PYTHON_IMAGE={base_ref}", "-t", ref, "-f", str(repo / "Dockerfile"), str(repo),
@@ -355,6 +358,11 @@ def operator_image(repo: Path = REPO_ROOT) -> Image:
     archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
+    if made_cni:
+        (Path("/etc/cni/net.d") / "cni.lock").unlink(missing_ok=True)
+        for d in (Path("/etc/cni/net.d"), Path("/etc/cni")):
+            with contextlib.suppress(OSError):
+                d.rmdir()
     b("push", ref, f"oci-archive:{tmp}:{ref}", what="buildah push oci-archive")
     tmp.replace(archive)
     # The archive is the cache; the vfs copy of the image is not needed any more.

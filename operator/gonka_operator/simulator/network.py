@@ -115,9 +115,16 @@ async def epochs_latest(request: web.Request) -> web.Response:
     return _json(_sim(request).epoch_clock.latest())
 
 
+async def public_status(request: web.Request) -> web.Response:
+    # The api container's health (REFERENCE.md §2 "Health": `GET :9000/v1/status`, what the
+    # operator's probes ask); answered once the public server is up, like upstream.
+    return _json({"status": "ok", "epoch": _sim(request).epoch_clock.latest()})
+
+
 def build_public_app(sim: Simulator) -> web.Application:
     app = web.Application()
     app[NET_KEY] = sim
+    app.router.add_get("/v1/status", public_status)
     app.router.add_get("/v1/epochs/latest", epochs_latest)
     return app
 
