@@ -10,6 +10,10 @@
 # stand-in (its host/ports are rewritten on the fly) and reaches INFERENCE; the in-cluster ML nodes
 # run on kwok's fake pods, nothing answers there (their Service names do not even resolve on this
 # machine), so the broker reports them FAILED with the reason. The broker may contact loopback only.
+# The HF cache of examples/04 is preloaded for real against the Hub stand-in (simulate-hf-hub): the
+# demo points it at a claim that does not exist yet, hack/preload_locally.py runs the operator's
+# preload Job command here, then creates the claim so kwok completes the Job: CACHE Downloading → Ready,
+# then the ML pod starts and the node registers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -20,6 +24,7 @@ CALLBACK_PORT=${CALLBACK_PORT:-19100}  # ML callback (PoC batches)
 ML_PORT=${ML_PORT:-18080}              # the ML stand-in (mlnode's one port)
 PROXY_MGMT_PORT=${PROXY_MGMT_PORT:-18081} PROXY_INFERENCE_PORT=${PROXY_INFERENCE_PORT:-15050}
 NS=${DEMO_NAMESPACE:-gonka-demo}
+HUB_PORT=${HUB_PORT:-18090} HUB_CDN_PORT=${HUB_CDN_PORT:-18091}  # the Hugging Face Hub stand-in and its CDN
 mkdir -p .local
 
 export GONKA_TOOLS_BIN=$(bash hack/build-tools.sh | tail -n1)
@@ -58,9 +63,14 @@ $BIN/gonka-operator simulate-network-node --host 127.0.0.1 --port "$SIM_PORT" --
   --epoch-length "${EPOCH_BLOCKS:-120}" --poc-length 20 --block-time 1 \
   > .local/standin.log 2>&1 &
 PIDS+=($!)
-$BIN/python - "$SIM_PORT" "$ML_PORT" <<'PY'
+# 16 MB of made-up weights for Qwen/Qwen3-32B-FP8 at 1 MB/s: a download that takes ~16 s
+$BIN/gonka-operator simulate-hf-hub --host 127.0.0.1 --port "$HUB_PORT" --cdn-port "$HUB_CDN_PORT" \
+  --repo Qwen/Qwen3-32B-FP8 --weights-size 16000000 --throttle 1000000 > .local/hf-hub.log 2>&1 &
+PIDS+=($!)
+$BIN/python - "$SIM_PORT" "$ML_PORT" "$HUB_PORT" <<'PY'
 import sys, time, httpx
-for url in (f"http://127.0.0.1:{sys.argv[1]}/admin/v1/nodes", f"http://127.0.0.1:{sys.argv[2]}/livez"):
+for url in (f"http://127.0.0.1:{sys.argv[1]}/admin/v1/nodes", f"http://127.0.0.1:{sys.argv[2]}/livez",
+            f"http://127.0.0.1:{sys.argv[3]}/livez"):
     for _ in range(100):
         try:
             httpx.get(url, timeout=1).raise_for_status()
@@ -72,9 +82,13 @@ for url in (f"http://127.0.0.1:{sys.argv[1]}/admin/v1/nodes", f"http://127.0.0.1
 PY
 
 "$KUBECTL" create namespace "$NS" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
-for f in examples/01-network-node.yaml examples/04-qwen3-32b-1xh100.yaml; do
-  "$KUBECTL" apply -n "$NS" -f "$f"
-done
+"$KUBECTL" apply -n "$NS" -f examples/01-network-node.yaml
+# (a second `make run` finds the snapshot complete in .local/hf: preload-model fetches nothing)
+sed -e "s|hfCache: {size: 100Gi}|hfCache: {existingClaim: qwen32b-h100-weights, preload: true}|" \
+    examples/04-qwen3-32b-1xh100.yaml | "$KUBECTL" apply -n "$NS" -f -
+$BIN/python hack/preload_locally.py "$KUBECTL" "$NS" qwen32b-h100 qwen32b-h100-weights \
+  "http://127.0.0.1:$HUB_PORT" "$PWD/.local/hf" > .local/preload.log 2>&1 &
+PIDS+=($!)
 # examples/06 as written points at a GPU server (10.0.0.21) this machine must never contact: the demo
 # points it at the loopback ML stand-in instead.
 sed -e "s/host: 10.0.0.21 .*/host: 127.0.0.1/" -e "s/inferencePort: 5050/inferencePort: $EXT_INFERENCE_PORT/" \
@@ -85,7 +99,9 @@ cat <<MSG
 == gonka-operator local demo ==========================================================
 The operator is starting below. In another terminal:
   export KUBECONFIG=$KUBECONFIG
-  $KUBECTL get gonka -n $NS                       # NetworkNode + InferenceNodes, Ready/Registry columns
+  $KUBECTL get gonka -n $NS                       # NetworkNode + InferenceNodes, Ready/Cache/Registry columns
+  $KUBECTL get gin qwen32b-h100 -n $NS -w         # CACHE Downloading → Ready, then the ML pod, then registered
+  tail -f .local/preload.log                      # the preload Job's command, run here against the Hub stand-in
   curl -s http://127.0.0.1:$SIM_PORT/admin/v1/nodes   # the stand-in's registry: state as the broker found it
   curl -s http://127.0.0.1:$PUBLIC_PORT/v1/epochs/latest  # epoch clock (PoC every ${EPOCH_BLOCKS:-120} s)
   curl -s -XPOST http://127.0.0.1:$SIM_PORT/stand-in/v1/poc -d '{"action":"open"}'  # PoC now
