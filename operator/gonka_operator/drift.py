@@ -183,9 +183,9 @@ class Repairs:
             await asyncio.gather(self.task, return_exceptions=True)
 
     async def run(self) -> None:
-        await self.ctx.leader.wait()
         while True:
             await self.wake.wait()
+            await self.ctx.leader.wait()
             self.wake.clear()
             batch, self.pending = list(self.pending), {}
             await asyncio.gather(*(self.repair(kind, key) for kind, key in batch))

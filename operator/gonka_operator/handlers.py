@@ -30,7 +30,7 @@ class _QuietWatchHandlers(logging.Filter):
     """Drop kopf's "Handler 'x' succeeded." for the watch-only handlers: one line per event of every
     child would bury the messages that matter."""
 
-    NAMES = ("network_node_seen", "inference_node_seen", "child_changed")
+    NAMES = ("network_node_seen", "inference_node_seen", "child_changed", "network_nodes", "inference_nodes")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -66,12 +66,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = QuietAnnotationsProgressStorage(prefix="gonka.ai")
     settings.persistence.diffbase_storage = memo["diffbase"] = MemoryDiffBaseStorage()
     settings.posting.enabled = False  # we post our own Events, with meaningful reasons
-    # kopf runs one worker task per object with pending events; a burst of 1000 InferenceNodes
-    # means ~5000 objects (CRs, Deployments, Pods, Services, NetworkPolicies). Bounding the workers
-    # per resource kind and letting idle ones exit sooner caps the operator's peak memory. Safe
-    # because no handler waits for an admin API (kopf sleeps a TemporaryError's delay inside the
-    # object's worker): only Kubernetes API errors are retried by kopf.
-    settings.queueing.worker_limit = 100
+    # kopf runs one worker task per object with pending events. No worker_limit (kopf 1.45): with
+    # an index, every object's worker must index it before any handler may run, so a limit below
+    # the number of objects deadlocks the start-up (found by the fault suite: 200 InferenceNodes,
+    # limit 100); and a limit lets retrying objects hold every slot. Memory stays bounded because
+    # idle workers exit after 1 s and no handler waits for an admin API (kopf sleeps a
+    # TemporaryError's delay inside the object's worker): only Kubernetes API errors are retried
+    # by kopf.
+    settings.queueing.worker_limit = None
     settings.queueing.idle_timeout = 1.0
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per admin request is noise
     logging.getLogger("kopf.objects").addFilter(_QuietWatchHandlers())

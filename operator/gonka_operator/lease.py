@@ -5,8 +5,8 @@ The operator starts its watches at once (its indexes fill, its liveness endpoint
 handlers, registry loops and drift repairs wait for `ctx.leader`. The holder renews the Lease every
 `duration / 3` seconds; a standby takes it over once it has not been renewed for `duration`
 seconds, or at once when the holder released it at shutdown. A holder that cannot renew within
-`duration` stops the process (a rollout's old pod, a partitioned node): it must not act next to
-the new holder, and it restarts as a standby.
+`duration` (a partitioned node; the API server restarting) pauses — it must not act next to a new
+holder — and competes for the Lease again like a standby (it gets it back if nobody else took it).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -114,11 +113,12 @@ class LeaderElection:
                     self.leader.set()
             elif self.leader.is_set():
                 if loop.time() - last_renewal > self.duration:
-                    logger.error("Lost Lease %s/%s: stopping so that only one operator acts", self.namespace,
-                                 self.name)
+                    # Another operator may take the Lease now: stop acting (handlers, registry
+                    # loops and repairs wait for `leader` again) and compete for it like a standby.
+                    logger.error("Could not renew Lease %s/%s for %.0f s: paused, so that only one operator acts",
+                                 self.namespace, self.name, self.duration)
                     self.leader.clear()
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
+                    announced = False
             elif not announced:
                 announced = True
                 logger.info("Lease %s/%s is held by another operator; waiting as a standby", self.namespace,

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from gonka_operator import inference_node, network_node, registry
+from gonka_operator import disruption, inference_node, network_node, registry
 from gonka_operator.admin import AdminError, AdminUnavailable, NodeEntry
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
@@ -124,6 +124,9 @@ class RegistryLoop:
         interval = self.ctx.settings.registry_poll_seconds
         next_poll = 0.0
         while True:
+            if not self.ctx.leader.is_set():  # paused: another operator may hold the Lease
+                await self.ctx.leader.wait()
+                next_poll = 0.0
             self.wake.clear()
             polled = False
             try:
@@ -181,6 +184,7 @@ class RegistryLoop:
             if entry is not None and claims.get(node_id, [key])[0] == key:
                 registered, failed = registered + 1, failed + (entry.state.current_status == "FAILED")
         self.counts = (registered, failed)
+        disruption.released(ctx, self.members)  # held restarts whose PoC window (or sibling) is over
         unmanaged = sorted(set(self.snapshot) - managed)
         for nn_key in sorted(self.networks):
             mine = per_network[nn_key]
@@ -511,6 +515,7 @@ class Registries:
         ctx = self.ctx
         started = time.monotonic()
         await inference_node.wake_unhandled(ctx, started)
+        await inference_node.refresh_cache_progress(ctx)  # bytes/files of running preload Jobs
         members: dict[str, set[Key]] = defaultdict(set)
         networks: dict[str, set[Key]] = defaultdict(set)
         for key, record in list(ctx.inference.items()):
@@ -536,20 +541,21 @@ class Registries:
             await inference_node.resync(ctx)
 
     async def run(self) -> None:
-        """Until cancelled (operator cleanup): the first tick marks every CR (a fresh process
-        checks every entry once), then a tick per poll interval."""
-        await self.ctx.leader.wait()
-        await self.tick()
-        await self.mark_all(self.ctx.inference)
+        """Until cancelled (operator cleanup): on becoming the active operator, every CR is marked
+        (a fresh process checks every entry once), then a tick per poll interval."""
         while True:
-            await asyncio.sleep(self.ctx.settings.registry_poll_seconds)
-            try:
-                await self.tick()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("Registry housekeeping failed; next round in %s s",
-                                 self.ctx.settings.registry_poll_seconds)
+            await self.ctx.leader.wait()  # again after a pause (Lease not renewed in time)
+            await self.tick()
+            await self.mark_all(self.ctx.inference)
+            while self.ctx.leader.is_set():
+                await asyncio.sleep(self.ctx.settings.registry_poll_seconds)
+                try:
+                    await self.tick()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("Registry housekeeping failed; next round in %s s",
+                                     self.ctx.settings.registry_poll_seconds)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name="registries")
