@@ -62,6 +62,7 @@ class InferenceRecord(Record):
     jobs: dict[str, Obj] = field(default_factory=dict)  # preload Jobs by name: {"status": ...}
     preload_pods: dict[str, Obj] = field(default_factory=dict)  # their pods: {"status", "job", "created"}
     registry: Obj | None = None  # status.registry block from the last poll
+    disruption: Obj = field(default_factory=dict)  # disruption.py: a held restart, the last restart
     seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)
     handled: bool = False  # reconcile() has started for it in this process
     finalized: bool = False  # reconcile() made sure it carries our finalizer

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 
-from gonka_operator import context
+from gonka_operator import context, disruption
 from gonka_operator.builders import hf_cache
 from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, Obj, Owner
@@ -152,12 +152,14 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
             return
         await learn_cache_facts(ctx, record)
         children = desired_for(ctx, record)
+        # a change that restarts the serving ML pod waits for the Inference phase (disruption.py)
+        now = await disruption.hold(ctx, key_of(body), record, children)
         # independent objects: one round trip instead of three (the Service, which registration
         # names as the host, exists once this returns)
-        results = await asyncio.gather(*(apply_child(ctx, c) for c in children), return_exceptions=True)
+        results = await asyncio.gather(*(apply_child(ctx, c) for c in now), return_exceptions=True)
         refused = [r for r in results if isinstance(r, ApplyRefused)]
         failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ApplyRefused)]
-        for child, applied in zip(children, results, strict=True):
+        for child, applied in zip(now, results, strict=True):
             if child["kind"] == "Deployment" and isinstance(applied, dict) and (
                     record.deployment is None or record.deployment.get("replicas") != child["spec"]["replicas"]):
                 record.deployment = {"status": applied.get("status", {}),
@@ -181,10 +183,10 @@ async def reconcile(ctx: Context, body: Obj) -> None:
     if FINALIZER not in (body["metadata"].get("finalizers") or []):
         await ctx.kube.set_finalizer(body, FINALIZER, present=True)
     record.finalized = True
-    error_before = record.apply_error
+    before = (record.apply_error, record.disruption.get("held"))
     await apply_children(ctx, record)
     record.observed_generation = body["metadata"].get("generation")
-    if record.apply_error != error_before:
+    if (record.apply_error, record.disruption.get("held")) != before:
         await write_status(ctx, record)
     assert ctx.registries is not None
     await ctx.registries.mark(key_of(body))
@@ -270,6 +272,9 @@ def compute_status(record: InferenceRecord) -> Obj:
     if not spec.external:
         conditions += merge_conditions(previous, [Cond("CacheReady", cache.ok, cache.reason, cache.message)],
                                        record.observed_generation, now)
+    pending = disruption.condition(record, previous)
+    if pending is not None:
+        conditions += merge_conditions(previous, [pending], record.observed_generation, now)
     status: Obj = {
         "observedGeneration": record.observed_generation,
         "conditions": conditions,

@@ -1,0 +1,191 @@
+"""disruption.py: a change that restarts a serving ML pod is held during PoC, one ML node of a
+NetworkNode is restarted at a time; everything else is applied as usual (Kubernetes side recorded
+by tests/unit/fakekube.py, the PoC timing as the admin API reports it in `GET nodes`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from fakekube import FakeKube, context
+
+from gonka_operator import disruption, inference_node
+from gonka_operator.admin.models import NodeEntry, OnboardingTiming
+from gonka_operator.context import Context, InferenceRecord
+from gonka_operator.poller import Registries, RegistryLoop
+from gonka_operator.registry import FINALIZER
+from gonka_operator.status import Facts
+
+URL = "http://gonka-api.ns.svc.cluster.local:9200"
+INFERENCE = {"current_phase": "Inference", "in_poc_window": False, "confirmation_poc_active": False,
+             "seconds_until_next_poc": 300, "should_be_online": False}
+POC = {**INFERENCE, "current_phase": "PoCGenerate", "in_poc_window": True, "seconds_until_next_poc": 0}
+
+
+def body(name: str, image_tag: str = "3.0.8", **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "gonka.ai/v1alpha1", "kind": "InferenceNode",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
+                     "finalizers": [FINALIZER], "resourceVersion": "1", **meta},
+        "spec": {"networkNodeRef": {"name": "gonka"}, "model": "Qwen/Qwen3-32B-FP8", "gpus": 1,
+                 "hardwareType": "H100", "image": f"ghcr.io/product-science/mlnode:{image_tag}",
+                 "hfCache": {"size": "10Gi", "preload": False}},
+    }
+
+
+def setup(ctx: Context, kube: FakeKube, *names: str, timing: dict[str, Any] = INFERENCE) -> RegistryLoop:
+    """Registered, serving nodes: each one's live Deployment is what its spec renders (1 replica)."""
+    ctx.registries = Registries(ctx)
+    loop = ctx.registries.loops[URL] = RegistryLoop(ctx, URL)
+    for name in names:
+        record = ctx.inference[("ns", name)] = InferenceRecord(body=body(name))
+        record.handled = record.finalized = True
+        record.admin_url = URL
+        record.registration = Facts(True, "Registered", "registered")
+        record.registry = {"currentStatus": "INFERENCE"}
+        record.deployment = {"replicas": 1, "status": {"observedGeneration": 1, "replicas": 1,
+                                                       "updatedReplicas": 1, "availableReplicas": 1}}
+        live = copy.deepcopy(next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "Deployment"))
+        live["metadata"]["generation"] = 1
+        kube.objects[("Deployment", live["metadata"]["name"])] = live
+    poll(loop, timing)
+    return loop
+
+
+def poll(loop: RegistryLoop, timing: dict[str, Any]) -> None:
+    loop.snapshot = {k[1]: NodeEntry.model_validate({
+        "node": {"id": k[1], "host": f"{k[1]}-mlnode", "inference_port": 5050, "poc_port": 8080,
+                 "max_concurrent": 500, "models": {}, "hardware": []},
+        "state": {"current_status": "INFERENCE"},
+        "onboarding": {"timing": timing}}) for k in loop.ctx.inference}
+
+
+def edit(ctx: Context, name: str, image_tag: str) -> InferenceRecord:
+    record = ctx.inference[("ns", name)]
+    record.body = body(name, image_tag, **{k: v for k, v in record.body["metadata"].items()
+                                           if k in ("annotations",)})
+    return record
+
+
+def deployments(kube: FakeKube) -> list[str]:
+    return [name for kind, name in kube.applied if kind == "Deployment"]
+
+
+@pytest.mark.parametrize(("timing", "open_"), [
+    (INFERENCE, False),
+    (POC, True),
+    ({**INFERENCE, "current_phase": "PoCValidateWindDown", "in_poc_window": None}, True),
+    ({**INFERENCE, "confirmation_poc_active": True}, True),
+    ({}, False),  # the api says nothing: nothing is held
+])
+def test_window_from_the_timing(timing: dict[str, Any], open_: bool) -> None:
+    assert disruption.window_of(OnboardingTiming.model_validate(timing)).open is open_
+    assert not disruption.window_of(None).open
+
+
+async def test_a_pod_template_change_is_held_during_poc_and_applied_in_the_inference_phase() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    loop = setup(ctx, kube, "a", timing=POC)
+    record = edit(ctx, "a", "3.0.9")
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == []  # the serving pod keeps its template
+    assert ("Service", "a-mlnode") in kube.applied  # what does not restart the pod is applied
+    assert record.disruption["held"]["reason"] == "PoCInProgress"
+    assert "PoCInProgress" in kube.reasons("a")
+    status = inference_node.compute_status(record)
+    pending = next(c for c in status["conditions"] if c["type"] == "UpdatePending")
+    assert (pending["status"], pending["reason"]) == ("True", "PoCInProgress")
+    assert "PoCGenerate" in pending["message"]
+    record.status_written = status
+
+    await inference_node.apply_children(ctx, record)  # a drift repair meanwhile: still held
+    assert deployments(kube) == []
+    assert disruption.released(ctx, loop.members | {("ns", "a")}) == []
+
+    poll(loop, INFERENCE)
+    assert disruption.released(ctx, {("ns", "a")}) == [("ns", "a")]
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+    assert "UpdateApplied" in kube.reasons("a")
+    pending = next(c for c in inference_node.compute_status(record)["conditions"] if c["type"] == "UpdatePending")
+    assert (pending["status"], pending["reason"]) == ("False", "UpToDate")
+
+
+async def test_a_change_that_keeps_the_template_is_applied_during_poc() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", timing=POC)
+    record = ctx.inference[("ns", "a")]
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+    assert "held" not in record.disruption
+    assert not any(c["type"] == "UpdatePending" for c in inference_node.compute_status(record)["conditions"])
+
+
+async def test_the_force_annotation_lets_it_through() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", timing=POC)
+    record = ctx.inference[("ns", "a")]
+    record.body["metadata"]["annotations"] = {disruption.FORCE_UPDATE: "true"}
+    record = edit(ctx, "a", "3.0.9")
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+
+
+async def test_nothing_is_read_when_nothing_could_hold_it() -> None:
+    """A lone node outside PoC: no GET of the live Deployment on each reconcile."""
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a")
+    record = edit(ctx, "a", "3.0.9")
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+    assert ("Deployment", "a-mlnode") not in kube.gets
+
+
+async def test_an_unregistered_node_is_not_held() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", timing=POC)
+    record = edit(ctx, "a", "3.0.9")
+    record.registration = Facts(None, "Pending", "not registered yet")
+    await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+
+
+async def test_two_ml_nodes_of_one_network_node_restart_one_after_the_other() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    loop = setup(ctx, kube, "a", "b", timing=POC)
+    a, b = edit(ctx, "a", "3.0.9"), edit(ctx, "b", "3.0.9")
+    for record in (a, b):
+        await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == []
+    poll(loop, INFERENCE)
+    assert sorted(disruption.released(ctx, {("ns", "a"), ("ns", "b")})) == [("ns", "a"), ("ns", "b")]
+    for record in (a, b):
+        await inference_node.apply_children(ctx, record)
+    assert deployments(kube) == ["a-mlnode"]
+    assert b.disruption["held"]["reason"] == "WaitingForSibling"
+    assert "a" in b.disruption["held"]["message"]
+
+    # a's rollout: new generation observed and available, but the network node has not seen it back yet
+    a.deployment = {"replicas": 1, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                                              "availableReplicas": 1}}
+    a.registry = {"currentStatus": "INFERENCE"}
+    a.registry["currentStatus"] = "STOPPED"
+    assert disruption.released(ctx, {("ns", "b")}) == []
+    a.registry["currentStatus"] = "INFERENCE"
+    assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]
+    await inference_node.apply_children(ctx, b)
+    assert deployments(kube) == ["a-mlnode", "b-mlnode"]
+
+
+async def test_a_rollout_in_progress_blocks_the_sibling() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", "b")
+    a, b = edit(ctx, "a", "3.0.9"), edit(ctx, "b", "3.0.9")
+    await inference_node.apply_children(ctx, a)
+    a.deployment = {"replicas": 1, "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1,
+                                              "availableReplicas": 1}}  # the old pod still terminates
+    await inference_node.apply_children(ctx, b)
+    assert deployments(kube) == ["a-mlnode"]
+    a.deployment["status"]["replicas"] = 1
+    assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]
