@@ -186,8 +186,29 @@ def _started(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("startTime") or pod.get("created") or "")
 
 
-def read_job(spec: InferenceNodeSpec, name: str, job: Obj | None, pods: list[Obj]) -> CacheView:
-    """What the cache is, from the Job of the current (repository, revision) and its pods."""
+def parse_progress(log: str) -> Obj | None:
+    """The last progress line of the preload container's log: {fetchedBytes, fetchedFiles} or None."""
+    for line in reversed(log.strip().splitlines()):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "progress":
+            return {"fetchedBytes": int(event.get("fetchedBytes") or 0),
+                    "fetchedFiles": int(event.get("fetchedFiles") or 0)}
+    return None
+
+
+def running_pod(spec: InferenceNodeSpec, name: str, pods: dict[str, Obj]) -> str | None:
+    """The name of the current Job's pod that is running (whose log shows the progress), if any."""
+    jname = job_name(name, spec)
+    return next((n for n, p in sorted(pods.items()) if p.get("job") == jname and _phase(p) == "Running"), None)
+
+
+def read_job(spec: InferenceNodeSpec, name: str, job: Obj | None, pods: list[Obj],
+             progress: Obj | None = None) -> CacheView:
+    """What the cache is, from the Job of the current (repository, revision), its pods and the last
+    progress line of the running pod (bytes/files fetched so far)."""
     repo, revision = target(spec)
     if not wanted(spec):
         if spec.external is not None or spec.hf_cache is None:
@@ -226,6 +247,10 @@ def read_job(spec: InferenceNodeSpec, name: str, job: Obj | None, pods: list[Obj
     if attempts:
         message = (f"attempt {attempts + 1} of {BACKOFF_LIMIT + 1}; the last one failed: "
                    f"{last_error or 'no message'} (retried with the Job's backoff)")
+    elif progress:
+        message = (f"downloading {repo}@{revision or 'main'}: {progress['fetchedBytes']} bytes, "
+                   f"{progress['fetchedFiles']} files so far")
+        base |= {"bytes": progress["fetchedBytes"], "files": progress["fetchedFiles"]}
     else:
         message = f"downloading {repo}@{revision or 'main'} (progress in the log of Job {jname})"
     return CacheView({**base, "state": DOWNLOADING, "message": message}, False, DOWNLOADING, message)
