@@ -61,6 +61,7 @@ class InferenceRecord(Record):
     pods: dict[str, Obj] = field(default_factory=dict)
     jobs: dict[str, Obj] = field(default_factory=dict)  # preload Jobs by name: {"status": ...}
     preload_pods: dict[str, Obj] = field(default_factory=dict)  # their pods: {"status", "job", "created"}
+    cache_progress: Obj | None = None  # the running preload pod's last progress line (fetchedBytes/Files)
     registry: Obj | None = None  # status.registry block from the last poll
     disruption: Obj = field(default_factory=dict)  # disruption.py: a held restart, the last restart
     seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)

@@ -68,7 +68,7 @@ def cache_view(record: InferenceRecord) -> hf_cache.CacheView:
     spec = InferenceNodeSpec.model_validate(record.body["spec"])
     name = record.body["metadata"]["name"]
     job = record.jobs.get(hf_cache.job_name(name, spec))
-    return hf_cache.read_job(spec, name, job, list(record.preload_pods.values()))
+    return hf_cache.read_job(spec, name, job, list(record.preload_pods.values()), record.cache_progress)
 
 
 def ml_replicas(record: InferenceRecord) -> int:
@@ -124,6 +124,38 @@ async def learn_cache_facts(ctx: Context, record: InferenceRecord) -> None:
         dep = await ctx.kube.get("apps/v1", "Deployment", meta["namespace"], build.workload_name(meta["name"]))
         if dep is not None:
             record.deployment = {"status": dep.get("status", {}), "replicas": dep["spec"].get("replicas")}
+
+
+async def refresh_cache_progress(ctx: Context) -> int:
+    """Housekeeping (each registry tick): for every cache still Downloading whose preload pod runs, read
+    the pod's last log lines and put the bytes/files fetched so far on status.cache. Returns how many
+    logs were read. A log that cannot be read is skipped (the final figures come from the pod's
+    termination message anyway)."""
+    read = 0
+    for key, record in list(ctx.inference.items()):
+        if record.body["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            spec = InferenceNodeSpec.model_validate(record.body["spec"])
+        except ValueError:
+            continue
+        if not hf_cache.wanted(spec) or cache_view(record).reason != hf_cache.DOWNLOADING:
+            record.cache_progress = None
+            continue
+        pod = hf_cache.running_pod(spec, key[1], record.preload_pods)
+        if pod is None:
+            continue
+        try:
+            log = await ctx.kube.pod_log(key[0], pod, hf_cache.CONTAINER)
+        except KubeError as exc:
+            logger.debug("Could not read the log of preload pod %s/%s: %s", key[0], pod, exc)
+            continue
+        read += 1
+        progress = hf_cache.parse_progress(log)
+        if progress is not None and progress != record.cache_progress:
+            record.cache_progress = progress
+            await write_status(ctx, record)
+    return read
 
 
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:

@@ -155,6 +155,22 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    async def pod_log(self, namespace: str, name: str, container: str, tail_lines: int = 20) -> str:
+        """The last lines of a container's log (plain text; the preload Job's progress lines)."""
+        path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
+        query = [("container", container), ("tailLines", str(tail_lines))]
+        method, url, headers, body, _ = await self._api.param_serialize(
+            "GET", path, query_params=query, auth_settings=["BearerToken"], header_params={"Accept": "text/plain"})
+        try:
+            response = await self._api.call_api(method, url, header_params=headers, body=body)
+            data = await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise KubeError(0, f"GET {path}: {exc}") from exc
+        text = data.decode(errors="replace") if data else ""
+        if response.status >= 400:
+            raise KubeError(response.status, text[:300] or str(response.reason))
+        return text
+
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
         """Merge-patch the status subresource (only the given keys change)."""
         path = object_path(api_version, kind, namespace, name) + "/status"

@@ -19,6 +19,9 @@ NOT_VISIBLE_IN_REQUESTS: dict[Triple, str] = {
         "no edit of a Service found here provokes a 422",
     ("networking.k8s.io", "networkpolicies", "delete"):
         "drift repair replaces an InferenceNode's NetworkPolicy on HTTP 422; no edit provokes one",
+    ("", "pods/log", "get"):
+        "read while a preload Job's pod runs (progress on status.cache); kwok completes a Job's pod at once, "
+        "so no log is read here (tests/unit/test_hf_cache_preload.py reads a real run's log)",
     ("batch", "jobs", "delete"):
         "prunes the previous model's HF-cache preload Job after a model change (tests/unit/test_hf_cache.py); "
         "the chart test changes no model",

@@ -8,6 +8,7 @@ entry point run as a process against the Hub stand-in (tests/unit/test_hf_cache_
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -95,7 +96,7 @@ def test_a_model_change_downloads_first_and_keeps_the_serving_pod(operator: Oper
     (old_job,) = jobs(kubectl, namespace, "swap")
     (pod,) = ml_pods(kubectl, namespace, "swap")
     kubectl.run("patch", "inferencenode", "swap", "-n", namespace, "--type=merge", "-p",
-                '{"spec": {"modelOverride": {"hfRepo": "my-org/qwen3-32b-custom", "hfCommit": "%s"}}}' % COMMIT)
+                json.dumps({"spec": {"modelOverride": {"hfRepo": "my-org/qwen3-32b-custom", "hfCommit": COMMIT}}}))
 
     def new_cache_ready() -> dict[str, Any] | None:
         c = cache(kubectl, namespace, "swap")

@@ -30,6 +30,7 @@ class FakeKube:
         self.listing: list[Obj] = []  # what list() answers
         self.objects: dict[tuple[str, str], Obj] = {}  # what get() answers, by (kind, name)
         self.gets: list[tuple[str, str]] = []
+        self.logs: dict[str, str] = {}  # pod name → what pod_log() answers
 
     async def patch_status(self, api_version: str, kind: str, namespace: str, name: str, status: Obj) -> None:
         self.patches.append((kind, name, status))
@@ -54,6 +55,11 @@ class FakeKube:
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         self.gets.append((kind, name))
         return self.objects.get((kind, name))
+
+    async def pod_log(self, namespace: str, name: str, container: str, tail_lines: int = 20) -> str:
+        if name not in self.logs:
+            raise KubeError(400, f'container "{container}" in pod "{name}" is waiting to start')
+        return "\n".join(self.logs[name].splitlines()[-tail_lines:])
 
     async def dry_run_create(self, obj: Obj) -> None:
         key = (obj["kind"], obj["metadata"]["name"])

@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fakekube import context, handled
 
+from gonka_operator import inference_node
 from gonka_operator.builders import hf_cache
 from gonka_operator.models.inference_node import InferenceNodeSpec
+from gonka_operator.status import Facts
 from hubproc import REPO, HubStandIn, Run, preload
 
 
@@ -150,3 +153,31 @@ def test_offline_mode_refuses_to_preload(hub: HubStandIn, tmp_path: Path, monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, outcome = entry.preload(REPO, None, tmp_path / "hub")
     assert code == 2 and "HF_HUB_OFFLINE" in outcome["message"]
+
+
+async def test_progress_reaches_the_cr_while_the_pod_runs(hub: HubStandIn, tmp_path: Path) -> None:
+    """The operator reads the running preload pod's log (here: the real log of a real run) and puts the
+    bytes and files fetched so far on status.cache."""
+    run = preload(tmp_path / "home", hub.url, interval=0.05)
+    assert run.code == 0, run.output
+    last = [line for line in run.lines if line["event"] == "progress"][-1]
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    body = {"apiVersion": "gonka.ai/v1alpha1", "kind": "InferenceNode",
+            "metadata": {"name": "gpu", "namespace": "ns", "uid": "uid-1", "generation": 1},
+            "spec": {"networkNodeRef": {"name": "gonka"}, "model": REPO, "hfCache": {"size": "10Gi"}}}
+    record = handled(ctx, body)
+    record.registration = Facts(None, "WaitingForCache", "registered once the HF cache is Ready")
+    job = hf_cache.job_name("gpu", spec())
+    record.jobs[job] = {"status": {"active": 1}}
+    record.preload_pods["gpu-hf-x-1"] = {"job": job, "status": {"phase": "Running"}}
+    assert await inference_node.refresh_cache_progress(ctx) == 0  # the log cannot be read yet: skipped
+    assert kube.patches == []
+    kube.logs["gpu-hf-x-1"] = run.output
+    assert await inference_node.refresh_cache_progress(ctx) == 1
+    written = kube.statuses[("ns", "gpu")]["cache"]
+    assert written["state"] == "Downloading"
+    assert (written["bytes"], written["files"]) == (last["fetchedBytes"], last["fetchedFiles"])
+    assert f"{last['fetchedBytes']} bytes" in written["message"]
+    patches = len(kube.patches)
+    await inference_node.refresh_cache_progress(ctx)
+    assert len(kube.patches) == patches  # unchanged progress: no write

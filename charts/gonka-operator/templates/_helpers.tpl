@@ -117,6 +117,10 @@ records every request it makes.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch]
+# the running preload pod's last log lines: bytes/files fetched so far on status.cache
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 # Events the operator records on its custom resources
 - apiGroups: [""]
   resources: [events]
