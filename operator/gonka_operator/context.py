@@ -76,6 +76,9 @@ class NetworkRecord(Record):
     service_ips: dict[str, str] = field(default_factory=dict)
     endpoints: dict[str, str] | None = None
     poll: Obj = field(default_factory=dict)  # adminReachable, registry counts, unmanagedNodes
+    # host_status.HostWatch: status keys chain/epoch/weight, and the setup-report conditions (None: not read yet)
+    host: Obj = field(default_factory=dict)
+    host_conditions: list[Any] | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ from gonka_operator import drift, inference_node, network_node, poller
 from gonka_operator.admin import AdminClient, create_http_client
 from gonka_operator.builders.common import LABEL_MANAGED_BY, MANAGED_BY
 from gonka_operator.context import Context, key_of
+from gonka_operator.host_status import HostWatch
 from gonka_operator.kopf_storage import MemoryDiffBaseStorage, QuietAnnotationsProgressStorage
 from gonka_operator.kube import Kube, KubeError
 from gonka_operator.lease import LeaderElection
@@ -86,6 +87,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     ctx.registries, ctx.repairs = poller.Registries(ctx), drift.Repairs(ctx)
     ctx.registries.start()
     ctx.repairs.start()
+    memo["host_watch"] = host_watch = HostWatch(ctx)  # setup report, chain, epoch of each NetworkNode
+    host_watch.start()
     if conf.lease_name:
         memo["lease"] = election = LeaderElection(ctx.kube, conf.lease_namespace, conf.lease_name, ctx.leader,
                                                          duration=conf.lease_seconds)
@@ -101,6 +104,8 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await ctx.registries.stop()
     if ctx and ctx.repairs:
         await ctx.repairs.stop()
+    if memo.get("host_watch"):
+        await memo["host_watch"].stop()
     if memo.get("lease"):
         await memo["lease"].release()
     if memo.get("http"):

@@ -9,8 +9,9 @@ from gonka_operator.builders import network_node as build
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import network_node_policies
 from gonka_operator.children import ApplyRefused, apply_child, prune
-from gonka_operator.conditions import now_rfc3339
+from gonka_operator.conditions import merge_conditions, now_rfc3339
 from gonka_operator.context import Context, NetworkRecord, key_of
+from gonka_operator.host_status import HOST_CONDITIONS, HostReads, host_block
 from gonka_operator.kube import KubeError
 from gonka_operator.models.network_node import NetworkNodeSpec
 from gonka_operator.status import network_node_conditions
@@ -18,6 +19,7 @@ from gonka_operator.status import network_node_conditions
 logger = logging.getLogger(__name__)
 KIND = "NetworkNode"
 POLL_KEYS = ("adminReachable", "registry", "unmanagedNodes")
+HOST_KEYS = ("chain", "epoch", "weight")  # host_status.py
 
 
 def owner_of(body: Obj) -> Owner:
@@ -47,7 +49,7 @@ def record_for(ctx: Context, body: Obj) -> NetworkRecord:
         # start from what the object shows (the last poll's keys too: a restarted operator must not
         # remove them, then write them again)
         record = ctx.network[key] = NetworkRecord(body=body, status_written=status or None, poll={
-            k: status[k] for k in POLL_KEYS if k in status})
+            k: status[k] for k in POLL_KEYS if k in status}, host={k: status[k] for k in HOST_KEYS if k in status})
     else:
         record.body = body
     spec = NetworkNodeSpec.model_validate(body["spec"])
@@ -113,14 +115,31 @@ def remember_child(record: NetworkRecord, obj: Obj) -> None:
 
 def compute_status(record: NetworkRecord) -> Obj:
     previous = (record.status_written or {}).get("conditions", [])
+    now = now_rfc3339()
+    conditions = network_node_conditions(previous, record.observed_generation, record.statefulset,
+                                         record.proxy, record.apply_error, now)
+    if record.host_conditions is None:  # not read yet (e.g. after a restart): keep what the object shows
+        conditions += [c for c in previous if c.get("type") in HOST_CONDITIONS]
+    else:
+        conditions += merge_conditions(previous, record.host_conditions, record.observed_generation, now)
     status: Obj = {
         "observedGeneration": record.observed_generation,
-        "conditions": network_node_conditions(previous, record.observed_generation, record.statefulset,
-                                              record.proxy, record.apply_error, now_rfc3339()),
+        "conditions": conditions,
         "endpoints": record.endpoints,
     }
     status.update(record.poll)
+    status.update(record.host)
     return status
+
+
+async def apply_host(ctx: Context, record: NetworkRecord, reads: HostReads, weight: int) -> None:
+    """One interval's host reads (host_status.HostWatch) → status; written only when it changed."""
+    spec = NetworkNodeSpec.model_validate(record.body["spec"])
+    shown = record.status_written or {}
+    warm = (shown.get("onboarding") or {}).get("warmKeyAddress")
+    record.host, record.host_conditions = host_block({**shown, **record.host}, reads, weight,
+                                                     spec.chain.seed_api_url, warm)
+    await write_status(ctx, record)
 
 
 async def write_status(ctx: Context, record: NetworkRecord) -> None:

@@ -45,6 +45,10 @@ class Settings:
     # demo, tests, a laptop): in-cluster DNS names do not resolve there. Keys are
     # `namespace/networknode`, or `*` for every NetworkNode. Env: GONKA_ADMIN_URL_OVERRIDES.
     admin_url_overrides: dict[str, str] = field(default_factory=dict)
+    # The same for the chain RPC (`:26657`, env GONKA_CHAIN_URL_OVERRIDES) and the public API
+    # (`:9000`, env GONKA_PUBLIC_URL_OVERRIDES) the host status is read from (host_status.py).
+    chain_url_overrides: dict[str, str] = field(default_factory=dict)
+    public_url_overrides: dict[str, str] = field(default_factory=dict)
     registry_poll_seconds: float = 30.0
     cluster_domain: str = "cluster.local"
     # Labels of the operator's own pods: the NetworkPolicies open the admin port (9200) to them.
@@ -75,6 +79,8 @@ class Settings:
         env = dict(os.environ if env is None else env)
         s = cls()
         s.admin_url_overrides = _parse_map(env.get("GONKA_ADMIN_URL_OVERRIDES", ""))
+        s.chain_url_overrides = _parse_map(env.get("GONKA_CHAIN_URL_OVERRIDES", ""))
+        s.public_url_overrides = _parse_map(env.get("GONKA_PUBLIC_URL_OVERRIDES", ""))
         s.registry_poll_seconds = float(env.get("GONKA_REGISTRY_POLL_SECONDS", s.registry_poll_seconds))
         s.cluster_domain = env.get("GONKA_CLUSTER_DOMAIN", s.cluster_domain)
         if env.get("GONKA_OPERATOR_POD_LABELS"):
@@ -94,3 +100,11 @@ class Settings:
         return (self.admin_url_overrides.get(f"{namespace}/{network_node}")
                 or self.admin_url_overrides.get("*")
                 or in_cluster_url)
+
+    def chain_url_for(self, namespace: str, network_node: str, in_cluster_url: str) -> str:
+        return (self.chain_url_overrides.get(f"{namespace}/{network_node}")
+                or self.chain_url_overrides.get("*") or in_cluster_url)
+
+    def public_url_for(self, namespace: str, network_node: str, in_cluster_url: str) -> str:
+        return (self.public_url_overrides.get(f"{namespace}/{network_node}")
+                or self.public_url_overrides.get("*") or in_cluster_url)

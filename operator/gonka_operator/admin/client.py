@@ -261,6 +261,39 @@ class AdminClient:
         resp = await self._request("POST", base_url, "nodes", node_id, action)
         self._raise_for_4xx(resp)
 
+    # -- host status (read-only; host_status.py) -------------------------------------------------
+
+    async def setup_report(self, base_url: str) -> dict[str, Any]:
+        """`GET setup/report` (latest generation; a 2025-08 api answers 404: `AdminNotFound`)."""
+        resp = await self._request("GET", base_url, "setup", "report")
+        self._raise_for_4xx(resp)
+        return self._json_object(resp)
+
+    async def get_json(self, url: str) -> dict[str, Any]:
+        """GET a JSON object at a full URL: the chain's `:26657/status`, the public API's
+        `/v1/epochs/latest`. Errors map as for the admin API."""
+        try:
+            async with asyncio.timeout(self._total):
+                resp = await self._http.request("GET", url, timeout=self._timeout)
+        except (httpx.HTTPError, httpx.InvalidURL, TimeoutError) as exc:
+            reason = str(exc) or f"no answer within {self._total:g} s"
+            raise AdminUnavailable(f"GET {url} failed: {type(exc).__name__}: {reason}") from exc
+        if resp.status_code >= 500:
+            raise AdminUnavailable(f"GET {url} answered {resp.status_code}: {_error_text(resp)}",
+                                   status=resp.status_code)
+        self._raise_for_4xx(resp)
+        return self._json_object(resp)
+
+    @staticmethod
+    def _json_object(resp: httpx.Response) -> dict[str, Any]:
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise AdminUnavailable(f"GET {resp.request.url} gave no JSON") from exc
+        if not isinstance(data, dict):
+            raise AdminUnavailable(f"GET {resp.request.url} gave no JSON object")
+        return data
+
     # -- plumbing ---------------------------------------------------------------------------------
 
     async def _request(

@@ -56,6 +56,8 @@ def network_node_policies(owner: Owner, operator_pod_labels: dict[str, str],
     from_operator = operator_peer(operator_pod_labels, operator_namespace)
     if from_operator is not None:
         node_ingress.append({"from": [from_operator], "ports": _tcp(nnb.ADMIN_PORT)})
+        # read-only host status (host_status.py): the public API's epoch and the chain's /status
+        node_ingress.append({"from": [from_operator], "ports": _tcp(nnb.PUBLIC_API_PORT, nnb.RPC_PORT)})
     return [
         _policy(names.statefulset, owner, nnb.APP, nnb.node_selector(nn), node_ingress),
         _policy(names.proxy, owner, nnb.APP, nnb.proxy_selector(nn), [{"ports": _tcp(nnb.PROXY_PORT)}]),

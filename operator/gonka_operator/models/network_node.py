@@ -185,9 +185,43 @@ class RegistryCounts(CRDModel):
     failed: int = Field(default=0, description="Managed ML nodes whose current status is FAILED.")
 
 
+class ChainStatus(CRDModel):
+    height: int = Field(description="latest_block_height of the node's :26657/status (refreshed at most every "
+                        "10 minutes, and at once when catchingUp or the epoch phase flips).")
+    catching_up: bool = Field(alias="catchingUp", description="sync_info.catching_up of :26657/status.")
+    observed_at: str | None = Field(default=None, alias="observedAt", description="When height was read (RFC 3339).")
+
+
+class EpochStatus(CRDModel):
+    id: int | None = Field(default=None, description="latest_epoch.index of the public API's /v1/epochs/latest.")
+    phase: str = Field(description="PoCGenerate, PoCGenerateWindDown, PoCValidate, PoCValidateWindDown or Inference.")
+    confirmation_po_c: bool | None = Field(default=None, alias="confirmationPoC",
+                                           description="is_confirmation_poc_active.")
+    participant_weight: int | None = Field(
+        default=None, alias="participantWeight",
+        description="The participant's weight in this epoch (setup report, active_in_epoch).")
+
+
+class OnboardingStatus(CRDModel):
+    warm_key_address: str | None = Field(default=None, alias="warmKeyAddress",
+                                         description="Address of the warm key (public), from the warm-key Job.")
+    warm_key_job: str | None = Field(default=None, alias="warmKeyJob", description="State of the warm-key Job.")
+    registration_job: str | None = Field(default=None, alias="registrationJob",
+                                         description="State of the participant-registration Job.")
+    next_step: str | None = Field(default=None, alias="nextStep",
+                                  description="What is missing, with the command to run (cold-key steps are human).")
+
+
 class NetworkNodeStatus(CRDModel):
     observed_generation: int | None = Field(default=None, description="Last generation reconciled.")
-    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing, Degraded.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready, Progressing, Degraded; from the admin API's setup report KeysReady, "
+        "PermissionsGranted, ActiveInEpoch, ChainSynced.")
+    chain: ChainStatus | None = Field(default=None, description="Chain sync (:26657/status).")
+    epoch: EpochStatus | None = Field(default=None, description="Epoch and phase (/v1/epochs/latest).")
+    weight: int | None = Field(default=None, description="Sum of the ML nodes' poc_weight (status.registry.pocWeight).")
+    onboarding: OnboardingStatus | None = Field(default=None, description="Warm key and participant registration.")
     endpoints: NetworkNodeEndpoints | None = Field(default=None, description="Derived endpoints.")
     admin_reachable: bool | None = Field(default=None, description="Did the last registry poll succeed.")
     registry: RegistryCounts | None = Field(default=None, description="Registry counts from the last poll.")
