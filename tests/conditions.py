@@ -9,8 +9,12 @@ POLL_SECONDS = "2"
 
 
 def operator_env(standin: StandIn) -> dict[str, str]:
-    return {"GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": POLL_SECONDS,
-            "GONKA_ADMIN_TIMEOUT_SECONDS": "3"}
+    env = {"GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": POLL_SECONDS,
+           "GONKA_ADMIN_TIMEOUT_SECONDS": "3"}
+    if getattr(standin, "chain_url", None):  # host status (host_status.py): the stand-in's chain and public faces
+        env |= {"GONKA_CHAIN_URL_OVERRIDES": f"*={standin.chain_url}",
+                "GONKA_PUBLIC_URL_OVERRIDES": f"*={standin.public_url}"}
+    return env
 
 
 def condition(obj: dict | None, ctype: str) -> dict | None:

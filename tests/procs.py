@@ -195,10 +195,12 @@ class StandIn(ManagedProcess):
             ml_node if ml_node is not None else latest) else None
         extra: list[str] = []
         if latest:
-            self.public_port, self.callback_port = free_port(), free_port()
+            self.public_port, self.callback_port, self.chain_port = free_port(), free_port(), free_port()
             self.public_url = f"http://127.0.0.1:{self.public_port}"
             self.callback_url = f"http://127.0.0.1:{self.callback_port}"
+            self.chain_url = f"http://127.0.0.1:{self.chain_port}"  # CometBFT-shaped :26657/status
             extra += ["--public-port", str(self.public_port), "--ml-callback-port", str(self.callback_port),
+                      "--chain-port", str(self.chain_port),
                       "--broker-interval", "1", "--broker-retry", "3"]
             if self.ml is not None:
                 extra += ["--connect-to", f"*=127.0.0.1:{self.ml.port}", "--mlnode-version", ""]
