@@ -94,8 +94,10 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def standin(logs: Path) -> Iterator[StandIn]:
-    """The latest-generation stand-in; every NetworkNode's admin API maps to it (`*` override)."""
-    with StandIn("latest", logs) as sim:
+    """The latest-generation stand-in; every NetworkNode's admin API maps to it (`*` override). Its
+    chain clock is frozen in the Inference phase (`--block-time 0`): a PoC window opens only when a
+    test opens it (the operator holds ML-pod restarts during PoC, disruption.py)."""
+    with StandIn("latest", logs, args=["--block-time", "0"]) as sim:
         yield sim
 
 

@@ -8,9 +8,9 @@ live Deployment's: a spec edit, an image bump, putting back a template someone e
 * while the network node reports a PoC window or a confirmation PoC (the last `GET nodes` of the
   node's admin API, polled by its RegistryLoop: `onboarding.timing.in_poc_window`,
   `confirmation_poc_active`, or a `current_phase` of the PoC stages). Reason `PoCInProgress`.
-* while another ML node of the same NetworkNode is being restarted (its rollout is not complete, or
-  the network node does not report it back in INFERENCE yet; at most RESTART_BOUND seconds). Reason
-  `WaitingForSibling`.
+* while another ML node of the same NetworkNode is being restarted (its rollout is not complete, or,
+  when it was in INFERENCE before, the network node does not report it back in INFERENCE yet; at
+  most RESTART_BOUND seconds). Reason `WaitingForSibling`.
 
 A held change is simply not applied: the Deployment keeps its live template (never deleted, never
 scaled), everything else (Service, NetworkPolicy, registry config) is applied as usual. The CR
@@ -126,6 +126,8 @@ def rollout_done(record: InferenceRecord) -> bool:
         return False
     if (status.get("replicas") or 0) > replicas:  # the old pod is still terminating
         return False
+    if not started.get("was_inference"):  # it was not serving before (e.g. FAILED): the rollout is enough
+        return True
     current = (record.registry or {}).get("currentStatus")
     return not (record.registration.ok and current is not None and current != "INFERENCE")
 
@@ -200,7 +202,9 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
             return [c for c in children if c is not deployment]
         was_held = record.disruption.pop("held", None)
         generation = ((live or {}).get("metadata") or {}).get("generation") or 0
-        record.disruption["restarted"] = {"at": time.monotonic(), "generation": generation + 1}
+        record.disruption["restarted"] = {
+            "at": time.monotonic(), "generation": generation + 1,
+            "was_inference": (record.registry or {}).get("currentStatus") == "INFERENCE"}
         if was_held:
             await ctx.kube.post_event(record.body, "Normal", "UpdateApplied",
                                       "the held change is applied now (restarting the mlnode pod)")

@@ -169,8 +169,7 @@ async def test_two_ml_nodes_of_one_network_node_restart_one_after_the_other() ->
     # a's rollout: new generation observed and available, but the network node has not seen it back yet
     a.deployment = {"replicas": 1, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
                                               "availableReplicas": 1}}
-    a.registry = {"currentStatus": "INFERENCE"}
-    a.registry["currentStatus"] = "STOPPED"
+    a.registry = {"currentStatus": "STOPPED"}
     assert disruption.released(ctx, {("ns", "b")}) == []
     a.registry["currentStatus"] = "INFERENCE"
     assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]
@@ -188,4 +187,18 @@ async def test_a_rollout_in_progress_blocks_the_sibling() -> None:
     await inference_node.apply_children(ctx, b)
     assert deployments(kube) == ["a-mlnode"]
     a.deployment["status"]["replicas"] = 1
+    assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]
+
+
+async def test_a_sibling_that_was_not_serving_blocks_only_until_its_rollout_is_done() -> None:
+    """A FAILED node restarted (e.g. to repair it) must not hold the others for RESTART_BOUND."""
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", "b")
+    a, b = edit(ctx, "a", "3.0.9"), edit(ctx, "b", "3.0.9")
+    a.registry = {"currentStatus": "FAILED"}
+    await inference_node.apply_children(ctx, a)
+    await inference_node.apply_children(ctx, b)
+    assert deployments(kube) == ["a-mlnode"]
+    a.deployment = {"replicas": 1, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+                                              "availableReplicas": 1}}
     assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]

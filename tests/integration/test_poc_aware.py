@@ -1,0 +1,126 @@
+"""Issue 15 item 3: a change that restarts an ML pod waits for the Inference phase, and the ML nodes
+of one host are restarted one after the other. The real operator on the local control plane; the
+PoC window of the network-node stand-in (frozen clock in the session fixture) is opened and closed
+on demand."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from conditions import wait_condition
+from helpers import holds_for, wait_for
+from manifests import NETWORK_NODE as NN
+from procs import Kubectl, Operator, StandIn
+
+pytestmark = pytest.mark.integration
+OLD, NEW = "ghcr.io/product-science/mlnode:3.0.8", "ghcr.io/product-science/mlnode:3.0.9"
+
+
+def node(name: str, image: str = OLD) -> str:
+    return f"""
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {{name: {name}}}
+spec:
+  networkNodeRef: {{name: gonka}}
+  model: Qwen/Qwen3-32B-FP8
+  gpus: 1
+  hardwareType: H100
+  image: {image}
+  hfCache: {{size: 10Gi, preload: false}}
+"""
+
+
+@pytest.fixture
+def poc(standin: StandIn) -> Iterator[StandIn]:
+    """The stand-in, with its PoC window closed again whatever the test did."""
+    yield standin
+    standin.poc("confirmation-end")
+    standin.poc("close")
+
+
+def image(kubectl: Kubectl, name: str, namespace: str) -> str | None:
+    dep = kubectl.get("deployment", f"{name}-mlnode", namespace) or {}
+    containers = (((dep.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return next((c["image"] for c in containers if c["name"] == "mlnode"), None)
+
+
+def phase_seen(kubectl: Kubectl, name: str, namespace: str, phase: str) -> bool:
+    cr = kubectl.get("inferencenode", name, namespace) or {}
+    return bool(((cr.get("status") or {}).get("registry") or {}).get("onboarding", {}).get("phase") == phase)
+
+
+def set_image(kubectl: Kubectl, name: str, namespace: str, value: str) -> None:
+    kubectl.run("patch", "inferencenode", name, "-n", namespace, "--type=merge",
+                "-p", json.dumps({"spec": {"image": value}}))
+
+
+def reasons(kubectl: Kubectl, name: str, namespace: str) -> list[str]:
+    out = kubectl.run("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
+                      "-o", "json").stdout
+    return [e["reason"] for e in json.loads(out)["items"]]
+
+
+def test_a_spec_edit_during_poc_is_held_and_applied_in_the_inference_phase(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    name = f"hold-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+    assert image(kubectl, name, namespace) == OLD
+
+    poc.poc("open")
+    wait_for(lambda: phase_seen(kubectl, name, namespace, "PoCGenerate"), 30, "the operator saw the PoC window")
+    set_image(kubectl, name, namespace, NEW)
+    pending = wait_condition(kubectl, "inferencenode", name, namespace, "UpdatePending", "True", "PoCInProgress")
+    assert "PoCGenerate" in pending["message"]
+    holds_for(lambda: image(kubectl, name, namespace) == OLD, 5, "the serving pod kept its template during PoC")
+    assert "PoCInProgress" in reasons(kubectl, name, namespace)
+
+    poc.poc("validate")  # still PoC: still held
+    wait_for(lambda: phase_seen(kubectl, name, namespace, "PoCValidate"), 30, "the operator saw PoCValidate")
+    assert image(kubectl, name, namespace) == OLD
+
+    poc.poc("close")
+    wait_for(lambda: image(kubectl, name, namespace) == NEW, 30, "the held change applied in the Inference phase")
+    wait_condition(kubectl, "inferencenode", name, namespace, "UpdatePending", "False", "UpToDate")
+    assert "UpdateApplied" in reasons(kubectl, name, namespace)
+
+
+def test_confirmation_poc_holds_and_the_force_annotation_lets_it_through(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    name = f"force-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+    poc.poc("confirmation-start")
+    # the api's should_be_online turns true with the confirmation PoC: a poll after it was seen
+    wait_for(lambda: ((kubectl.get("inferencenode", name, namespace) or {}).get("status", {}).get("registry", {})
+                      .get("onboarding", {}).get("shouldBeOnline")), 30, "the operator saw the confirmation PoC")
+    set_image(kubectl, name, namespace, NEW)
+    wait_condition(kubectl, "inferencenode", name, namespace, "UpdatePending", "True", "PoCInProgress")
+    assert image(kubectl, name, namespace) == OLD
+    kubectl.run("annotate", "inferencenode", name, "-n", namespace, "gonka.ai/force-update=true")
+    wait_for(lambda: image(kubectl, name, namespace) == NEW, 30, "forced through during confirmation PoC")
+
+
+def test_two_ml_nodes_of_one_host_are_restarted_one_after_the_other(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    names = [f"pair-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "".join("---" + node(n) for n in names))
+    for n in names:
+        wait_condition(kubectl, "inferencenode", n, namespace, "Registered", "True", timeout=90)
+    poc.poc("open")
+    for n in names:
+        wait_for(lambda n=n: phase_seen(kubectl, n, namespace, "PoCGenerate"), 30, f"{n} saw the PoC window")
+        set_image(kubectl, n, namespace, NEW)
+    for n in names:
+        wait_condition(kubectl, "inferencenode", n, namespace, "UpdatePending", "True", "PoCInProgress")
+    poc.poc("close")
+    wait_for(lambda: all(image(kubectl, n, namespace) == NEW for n in names), 60, "both updated after PoC")
+    waited = [n for n in names if "WaitingForSibling" in reasons(kubectl, n, namespace)]
+    assert len(waited) == 1, {n: reasons(kubectl, n, namespace) for n in names}
+    for n in names:
+        wait_condition(kubectl, "inferencenode", n, namespace, "UpdatePending", "False", "UpToDate")
