@@ -1,5 +1,6 @@
 """InferenceNode → GPU Deployment (mlnode + the routing nginx) + Service (+ a retained HF-cache
-PVC, + the nginx ConfigMap when no NetworkNode provides it), and the registry body.
+PVC, + the HF-cache preload Job (builders/hf_cache.py; the Deployment has 0 replicas until the cache
+is Ready), + the nginx ConfigMap when no NetworkNode provides it), and the registry body.
 
 The api calls the ML node at `http://<Service>:8080/<ml-node version>/…` and `:5050/…`
 (REFERENCE.md §3). The Service sends both to the pod's nginx (builders/mlnode_proxy.py), which
