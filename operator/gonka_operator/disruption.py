@@ -21,17 +21,30 @@ marks those that may go now for a reconcile (`released`), which applies the chan
 unknown (the api does not report it, or the node is not registered: an unregistered node has no
 PoC weight to lose).
 
-Pure decisions (`window_of`, `template_changes`, `sibling_busy`) plus the two hooks the workload
-code calls (`hold`, `released`); the state lives on `InferenceRecord.disruption`.
+Drain, then deregister (`drain_step`, called by the RegistryLoop for an InferenceNode being deleted):
+the entry is first disabled in the registry; the entry and the pod (the CR keeps its finalizer, so
+its children stay) remain while the network node still schedules the node: its timing says
+`should_be_online` or a PoC window is open. Then the entry is deleted and the finalizer released.
+Bounded by `spec.drainTimeout` from the deletionTimestamp (default 2h: an epoch is 17280 blocks,
+~24 h at ~5 s blocks (gonka-ai/gonka genesis/genesis.json `epoch_length`), so waiting for the turn
+could block a delete for a day; the stretch in which a node must stay online is the lead-up to PoC
+plus the PoC and validation stages, well under that). `gonka.ai/force-delete: "true"` (and
+`gonka.ai/skip-deregistration`, handled before) cut it short; without timing (older apis) there is
+nothing to wait for.
+
+Pure decisions (`window_of`, `template_changes`, `sibling_busy`, `drain_step`) plus the hooks the
+workload code calls (`hold`, `released`); the state lives on `InferenceRecord.disruption`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gonka_operator import registry
@@ -43,6 +56,8 @@ from gonka_operator.context import Context, InferenceRecord, Key
 logger = logging.getLogger(__name__)
 
 FORCE_UPDATE = "gonka.ai/force-update"
+FORCE_DELETE = "gonka.ai/force-delete"
+DRAINING = "Draining"
 POC_PHASES = frozenset({"PoCGenerate", "PoCGenerateWindDown", "PoCValidate", "PoCValidateWindDown"})
 POC_IN_PROGRESS = "PoCInProgress"
 WAITING_FOR_SIBLING = "WaitingForSibling"
@@ -236,3 +251,56 @@ def released(ctx: Context, keys: Iterable[Key]) -> list[Key]:
         if ctx.repairs is not None:
             ctx.repairs.mark("InferenceNode", key)
     return out
+
+
+# -- drain, then deregister ------------------------------------------------------------------------
+
+def parse_duration(text: str) -> timedelta:
+    """"2h", "90m", "1h30m", "45s" (spec.drainTimeout; the CRD's pattern admits nothing else)."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text or "")
+    if not match or not text:
+        raise ValueError(f"not a duration: {text!r}")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def drain_deadline(body: Obj) -> datetime | None:
+    stamp = body["metadata"].get("deletionTimestamp")
+    if not stamp:
+        return None
+    try:
+        since = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        timeout = parse_duration(str((body.get("spec") or {}).get("drainTimeout") or "2h"))
+    except ValueError:
+        return None
+    return since + timeout
+
+
+@dataclass(frozen=True)
+class DrainStep:
+    disable: bool  # the entry is still enabled: disable it first
+    done: bool  # it may be deleted now
+    why: str
+
+
+def drain_step(entry: NodeEntry | None, body: Obj, now: datetime | None = None) -> DrainStep:
+    """What the deregistration of a deleted InferenceNode does next, given its entry in the last poll."""
+    if entry is None:
+        return DrainStep(False, True, "not in the registry")
+    enabled = entry.state.admin_state is None or entry.state.admin_state.enabled is not False
+    if (body["metadata"].get("annotations") or {}).get(FORCE_DELETE) == "true":
+        return DrainStep(False, True, f"annotation {FORCE_DELETE}=true: not drained")
+    timing = entry.onboarding.timing if entry.onboarding else None
+    if timing is None:
+        return DrainStep(False, True, "the api reports no schedule: nothing to wait for")
+    deadline = drain_deadline(body)
+    now = now or datetime.now(UTC)
+    if deadline is not None and now >= deadline:
+        return DrainStep(enabled, True, "drainTimeout passed while it was still scheduled")
+    window = window_of(timing)
+    if window.open or timing.should_be_online:
+        until = f", at the latest until {deadline:%Y-%m-%dT%H:%M:%SZ} (drainTimeout)" if deadline else ""
+        what = window.what if window.open else "should_be_online"
+        return DrainStep(enabled, False, f"the network node still schedules it ({what}, phase "
+                                         f"{timing.current_phase or 'unknown'}): the entry and the pod stay{until}")
+    return DrainStep(enabled, True, "no longer scheduled (should_be_online false)")

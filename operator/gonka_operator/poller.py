@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 
 from gonka_operator import disruption, inference_node, network_node, registry
-from gonka_operator.admin import AdminError, AdminUnavailable, NodeEntry
+from gonka_operator.admin import AdminError, AdminNotFound, AdminUnavailable, NodeEntry
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.kube import KubeError
@@ -301,7 +301,7 @@ class RegistryLoop:
         self.dirty.setdefault(key, None)
         record = self.ctx.inference.get(key)
         if record is not None and _deleting(record):
-            if problem.facts.reason != "DeregistrationPending":
+            if problem.facts.reason not in ("DeregistrationPending", disruption.DRAINING):
                 problem = RegistryProblem(Facts(False, "DeregistrationPending",
                                                 f"could not remove it yet: {problem.facts.message}"),
                                           registry.backoff(self.retries.get(key, 0)))
@@ -369,6 +369,7 @@ class RegistryLoop:
             return
         spec = InferenceNodeSpec.model_validate(record.body["spec"])
         moot = registry.network_node_gone(ctx, key[0], spec)
+        drained = "" if moot else await self._drain(record, node_id)  # raises while still scheduled
         try:
             removed = await ctx.admin.delete(self.url, node_id)
         except AdminError as exc:
@@ -387,10 +388,32 @@ class RegistryLoop:
         if self.snapshot is not None:
             self.snapshot.pop(node_id, None)
         outcome = (f"removed {node_id} from {self.url}" if removed
-                   else f"{node_id} was not in the registry at {self.url}")
+                   else f"{node_id} was not in the registry at {self.url}") + drained
         await release(ctx, record, "Deregistered", outcome)
         self.forget(key)
         self._mark_claimants(node_id, key)
+
+    async def _drain(self, record: InferenceRecord, node_id: str) -> str:
+        """Drain before deregistering (disruption.drain_step): disable the entry, then raise a
+        `Draining` RegistryProblem (retried at the poll interval) while the network node still
+        schedules the node. Returns what the Deregistered Event adds."""
+        entry = (self.snapshot or {}).get(node_id)
+        step = disruption.drain_step(entry, record.body)
+        if step.disable:
+            try:
+                await self.ctx.admin.set_enabled(self.url, node_id, False)
+            except AdminNotFound:
+                return " (it had gone from the registry)"
+            await self.ctx.kube.post_event(record.body, "Normal", disruption.DRAINING,
+                                           f"disabled {node_id} in the registry at {self.url} before deregistering it")
+            if entry is not None and entry.state.admin_state is not None:
+                entry.state.admin_state.enabled = False
+        if step.done:
+            return f" ({step.why})"
+        if record.registration.reason != disruption.DRAINING:
+            await self.ctx.kube.post_event(record.body, "Normal", disruption.DRAINING, f"{node_id}: {step.why}")
+        raise RegistryProblem(Facts(True, disruption.DRAINING, f"{node_id} is disabled; {step.why}"),
+                              self.ctx.settings.registry_poll_seconds, warn=False)
 
     def _mark_claimants(self, node_id: str, gone: Key) -> None:
         """The owner of an id went: a CR that was refused it (IdConflict) may now register."""

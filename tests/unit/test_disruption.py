@@ -5,6 +5,8 @@ by tests/unit/fakekube.py, the PoC timing as the admin API reports it in `GET no
 from __future__ import annotations
 
 import copy
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -202,3 +204,85 @@ async def test_a_sibling_that_was_not_serving_blocks_only_until_its_rollout_is_d
     a.deployment = {"replicas": 1, "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
                                               "availableReplicas": 1}}
     assert disruption.released(ctx, {("ns", "b")}) == [("ns", "b")]
+
+
+# -- drain, then deregister ------------------------------------------------------------------------
+
+def entry(timing: dict[str, Any] | None, enabled: bool = True) -> NodeEntry:
+    return NodeEntry.model_validate({
+        "node": {"id": "a", "host": "a", "inference_port": 5050, "poc_port": 8080, "max_concurrent": 500,
+                 "models": {}, "hardware": []},
+        "state": {"current_status": "INFERENCE", "admin_state": {"enabled": enabled, "epoch": 3}},
+        **({"onboarding": {"timing": timing}} if timing is not None else {})})
+
+
+def deleted(stamp: str, **meta: Any) -> dict[str, Any]:
+    b = body("a", **meta)
+    b["metadata"]["deletionTimestamp"] = stamp
+    b["spec"]["drainTimeout"] = "1h30m"
+    return b
+
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("timing", "enabled", "stamp", "meta", "expected"), [
+    (POC, True, "2026-06-01T11:00:00Z", {}, (True, False)),  # disable first, then wait out the PoC
+    (POC, False, "2026-06-01T11:00:00Z", {}, (False, False)),
+    ({**INFERENCE, "should_be_online": True}, False, "2026-06-01T11:00:00Z", {}, (False, False)),
+    ({**INFERENCE, "confirmation_poc_active": True}, False, "2026-06-01T11:00:00Z", {}, (False, False)),
+    (INFERENCE, True, "2026-06-01T11:00:00Z", {}, (True, True)),  # not scheduled: disable, delete
+    (POC, False, "2026-06-01T10:29:59Z", {}, (False, True)),  # drainTimeout 1h30m passed
+    (POC, True, "2026-06-01T11:00:00Z", {"annotations": {"gonka.ai/force-delete": "true"}}, (False, True)),
+    (None, True, "2026-06-01T11:00:00Z", {}, (False, True)),  # the api reports no schedule (2025-08)
+])
+def test_drain_step(timing: dict[str, Any] | None, enabled: bool, stamp: str, meta: dict[str, Any],
+                    expected: tuple[bool, bool]) -> None:
+    step = disruption.drain_step(entry(timing, enabled), deleted(stamp, **meta), NOW)
+    assert (step.disable, step.done) == expected, step.why
+
+
+def test_drain_of_an_entry_already_gone_and_the_duration_format() -> None:
+    assert disruption.drain_step(None, deleted("2026-06-01T11:00:00Z"), NOW).done
+    assert disruption.parse_duration("1h30m").total_seconds() == 5400
+    assert disruption.parse_duration("45s").total_seconds() == 45
+    with pytest.raises(ValueError):
+        disruption.parse_duration("")
+
+
+async def test_a_deleted_node_is_disabled_drained_through_poc_then_deregistered() -> None:
+    """The RegistryLoop against the real stand-in (frozen clock, PoC opened on demand)."""
+    from fakekube import external_body, handled
+
+    from gonka_operator.admin import AdminClient, create_http_client
+    from gonka_operator.conditions import now_rfc3339
+    from gonka_operator.simulator import run_simulator
+
+    async with run_simulator(generation="latest", state_delay=0.1, block_time=0) as sim, \
+            create_http_client(total_timeout=2) as http:
+        ctx, kube = context(AdminClient(http, total_timeout=2))
+        loop = RegistryLoop(ctx, sim.base_url)
+        record = handled(ctx, external_body("a", sim.base_url))
+        loop.mark(("ns", "a"))
+        await loop.poll()
+        await loop.sync([("ns", "a")], fresh=True)
+        assert record.registration.ok and "a" in {n["node"]["id"] for n in sim.nodes()}
+        sim.poc("open")
+        record.body["metadata"]["deletionTimestamp"] = now_rfc3339()
+        await loop.poll()
+        await loop.sync([("ns", "a")], fresh=True)
+        assert record.registration.reason == "Draining", record.registration
+        assert FINALIZER in record.body["metadata"]["finalizers"] and kube.finalizers == []
+        gone = {n["node"]["id"]: n for n in sim.nodes()}
+        assert gone["a"]["state"]["admin_state"]["enabled"] is False
+        assert kube.reasons("a").count("Draining") == 2  # disabled; waiting (each said once)
+        assert loop.retry_at[("ns", "a")] > time.monotonic() + 0.5  # retried at the poll interval
+        await loop.poll()
+        await loop.sync([("ns", "a")], fresh=True)  # still PoC: still there, no new Event
+        assert kube.finalizers == [] and kube.reasons("a").count("Draining") == 2
+        sim.poc("close")
+        await loop.poll()
+        await loop.sync([("ns", "a")], fresh=True)
+        assert kube.finalizers == [("a", False)]
+        assert "a" not in {n["node"]["id"] for n in sim.nodes()}
+        assert kube.reasons("a")[-1] == "Deregistered"

@@ -240,6 +240,12 @@ class InferenceNodeSpec(CRDModel):
     )
     max_concurrent: int = Field(default=500, ge=1, le=100000, description="max_concurrent in the registry.")
     enabled: bool = Field(default=True, description="false disables the node in the registry (next epoch).")
+    drain_timeout: str = Field(
+        default="2h", alias="drainTimeout", min_length=2, pattern=r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$",
+        description="On delete, how long the disabled entry and the pod may stay while the network node still "
+                    "schedules the node (PoC window, should_be_online), e.g. 2h, 90m; then it is deregistered "
+                    "anyway. Annotation gonka.ai/force-delete=true skips the drain.",
+    )
     image: str | None = Field(default=None, description=f"mlnode image; default {DEFAULT_MLNODE_IMAGE}.")
     hf_cache: HFCache | None = Field(
         default=None, alias="hfCache", description="Hugging Face cache mounted at /root/.cache."
