@@ -124,3 +124,40 @@ def test_two_ml_nodes_of_one_host_are_restarted_one_after_the_other(
     assert len(waited) == 1, {n: reasons(kubectl, n, namespace) for n in names}
     for n in names:
         wait_condition(kubectl, "inferencenode", n, namespace, "UpdatePending", "False", "UpToDate")
+
+
+def test_deleting_a_node_disables_it_waits_for_the_inference_phase_then_deregisters(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    name = f"drain-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+    poc.poc("open")
+    wait_for(lambda: phase_seen(kubectl, name, namespace, "PoCGenerate"), 30, "the operator saw the PoC window")
+    kubectl.run("delete", "inferencenode", name, "-n", namespace, "--wait=false")
+    draining = wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", "Draining")
+    assert "PoC window" in draining["message"]
+    assert poc.nodes()[name]["state"]["admin_state"]["enabled"] is False  # disabled first
+
+    def still_there() -> bool:
+        return (name in poc.nodes() and kubectl.get("inferencenode", name, namespace) is not None
+                and kubectl.get("deployment", f"{name}-mlnode", namespace) is not None)
+
+    holds_for(still_there, 5, "the entry, the CR and the ML Deployment stay during PoC")
+    assert reasons(kubectl, name, namespace).count("Draining") >= 1
+    poc.poc("close")
+    wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 30, "released after PoC")
+    assert name not in poc.nodes()
+
+
+def test_force_delete_cuts_the_drain_short(operator: Operator, kubectl: Kubectl, poc: StandIn,
+                                           namespace: str) -> None:
+    name = f"fdel-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+    poc.poc("open")
+    wait_for(lambda: phase_seen(kubectl, name, namespace, "PoCGenerate"), 30, "the operator saw the PoC window")
+    kubectl.run("delete", "inferencenode", name, "-n", namespace, "--wait=false")
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", "Draining")
+    kubectl.run("annotate", "inferencenode", name, "-n", namespace, "gonka.ai/force-delete=true")
+    wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 30, "force-deleted during PoC")
+    assert name not in poc.nodes()
