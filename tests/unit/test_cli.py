@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -58,10 +59,18 @@ def test_render_a_whole_host_has_the_shared_proxy_config_and_pinned_admin_port(
     mounted = {v["configMap"]["name"] for d in docs if d["kind"] == "Deployment"
                for v in d["spec"]["template"]["spec"].get("volumes", []) if "configMap" in v}
     assert mounted == {config["metadata"]["name"]}
-    peers = [peer for d in docs if d["kind"] == "NetworkPolicy" for rule in d["spec"]["ingress"]
-             for peer in rule.get("from", []) if "namespaceSelector" in peer]
-    assert peers == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}},
-                      "podSelector": {"matchLabels": {"app.kubernetes.io/name": "gonka-operator"}}}]
+    peers = {json.dumps(peer, sort_keys=True): sorted(p["port"] for p in rule["ports"])
+             for d in docs if d["kind"] == "NetworkPolicy" for rule in d["spec"]["ingress"]
+             for peer in rule.get("from", [])
+             if "namespaceSelector" in peer and 9200 in [p["port"] for p in rule["ports"]]}
+    operator = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "gonka-operator"}}}
+    assert peers == {json.dumps(operator, sort_keys=True): [9200]}
+    # the same peer (only it) reads the host status: the public API and the chain's /status
+    readers = [peer for d in docs if d["kind"] == "NetworkPolicy" for rule in d["spec"]["ingress"]
+               for peer in rule.get("from", []) if sorted(p["port"] for p in rule["ports"]) == [9000, 26657]
+               and "namespaceSelector" in peer]
+    assert readers == [operator]
 
 
 def test_render_external_node_has_no_objects(capsys: pytest.CaptureFixture[str]) -> None:
