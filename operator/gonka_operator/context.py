@@ -79,6 +79,8 @@ class NetworkRecord(Record):
     # host_status.HostWatch: status keys chain/epoch/weight, and the setup-report conditions (None: not read yet)
     host: Obj = field(default_factory=dict)
     host_conditions: list[Any] | None = None
+    onboarding_jobs: dict[str, Obj] = field(default_factory=dict)  # warm-key/register Jobs: {"status"}
+    onboarding_pods: dict[str, Obj] = field(default_factory=dict)  # their pods: {"metadata": {labels}, "status"}
 
 
 @dataclass

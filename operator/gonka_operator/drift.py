@@ -21,6 +21,7 @@ from kubernetes.utils.quantity import parse_quantity
 from gonka_operator import inference_node, network_node
 from gonka_operator.builders import hf_cache
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
+from gonka_operator.builders.onboarding import is_onboarding_pod
 from gonka_operator.children import NEVER_PRUNED, owned_by
 from gonka_operator.context import Context, Key, Record
 from gonka_operator.kube import KubeError
@@ -64,6 +65,8 @@ def owner_of(obj: Obj) -> tuple[str, str] | None:
     if labels.get(LABEL_INFERENCE_NODE):  # pods and retained PVCs: no owner reference to us
         return "InferenceNode", labels[LABEL_INFERENCE_NODE]
     if obj["kind"] == "PersistentVolumeClaim" and labels.get(LABEL_NETWORK_NODE):
+        return "NetworkNode", labels[LABEL_NETWORK_NODE]
+    if obj["kind"] == "Pod" and is_onboarding_pod(obj):  # a warm-key/register Job's pod (its outcome)
         return "NetworkNode", labels[LABEL_NETWORK_NODE]
     return None
 
@@ -146,9 +149,12 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             network_node.remember_child(nn, obj)
         elif obj["kind"] == "StatefulSet":
             nn.statefulset = None
+        else:
+            network_node.forget_child(nn, obj)
         settings = ctx.settings
         desired = network_node.desired_children(nn.body, nn.service_ips, settings.operator_pod_labels,
-                                                 settings.cluster_domain, settings.operator_namespace)
+                                                 settings.cluster_domain, settings.operator_namespace,
+                                                 status=nn.status_written)
         if not nn.body["metadata"].get("deletionTimestamp") and needs_reconcile(
                 desired, obj, deleted, nn.body["metadata"]["uid"]):
             logger.info("%s %s/%s of NetworkNode %s drifted; marked for reconcile", obj["kind"], namespace,
@@ -156,6 +162,8 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             assert ctx.repairs is not None
             ctx.repairs.mark("NetworkNode", key)
         await network_node.write_status(ctx, nn)
+        if obj["kind"] == "Job" and network_node.onboarding_pending(nn) and ctx.repairs is not None:
+            ctx.repairs.mark("NetworkNode", key)  # the warm key exists: create the registration Job
         if statefulset_ready(nn.statefulset) != was_ready and ctx.registries is not None:
             ctx.registries.mark_network(key)  # its api became ready (register) or went (status)
 

@@ -6,6 +6,7 @@ import logging
 
 from gonka_operator import context
 from gonka_operator.builders import network_node as build
+from gonka_operator.builders import onboarding
 from gonka_operator.builders.common import Obj, Owner
 from gonka_operator.builders.policies import network_node_policies
 from gonka_operator.children import ApplyRefused, apply_child, prune
@@ -28,7 +29,8 @@ def owner_of(body: Obj) -> Owner:
 
 
 def desired_children(body: Obj, service_ips: dict[str, str], operator_pod_labels: dict[str, str],
-                     cluster_domain: str, operator_namespace: str | None = None) -> list[Obj]:
+                     cluster_domain: str, operator_namespace: str | None = None,
+                     status: Obj | None = None) -> list[Obj]:
     """Every object of a NetworkNode, in apply order (Services first: the proxy needs their IPs)."""
     spec = NetworkNodeSpec.model_validate(body["spec"])
     owner = owner_of(body)
@@ -38,7 +40,23 @@ def desired_children(body: Obj, service_ips: dict[str, str], operator_pod_labels
             build.build_statefulset(owner, spec, ep), build.build_proxy(owner, spec, service_ips)]
     if spec.explorer.enabled:
         objs.append(build.build_explorer(owner, spec))
+    objs += onboarding_jobs(status if status is not None else body.get("status") or {}, spec, owner,
+                            ep.public_url, service_ips)
     return objs + network_node_policies(owner, operator_pod_labels, operator_namespace)
+
+
+def onboarding_jobs(status: Obj, spec: NetworkNodeSpec, owner: Owner, public_url: str,
+                    service_ips: dict[str, str]) -> list[Obj]:
+    """The warm-key Job; the registration Job once the warm key's Job completed (as the status
+    shows) and the chain Service has its IP. A pure function of the CR and its status."""
+    pvc = build.Names(owner.name).pvc("inference")
+    jobs = [onboarding.build_warm_key_job(owner, spec, pvc)] if spec.onboarding.create_warm_key else []
+    shown = status.get("onboarding") or {}
+    warm_done = shown.get("warmKeyJob") == "Complete" or (not spec.onboarding.create_warm_key)
+    chain_ip = service_ips.get(build.Names(owner.name).chain_service)
+    if spec.onboarding.register_participant and (warm_done or shown.get("registrationJob")) and chain_ip:
+        jobs.append(onboarding.build_register_job(owner, spec, pvc, public_url, chain_ip))
+    return jobs
 
 
 def record_for(ctx: Context, body: Obj) -> NetworkRecord:
@@ -69,13 +87,14 @@ async def reconcile(ctx: Context, body: Obj) -> None:
     async with record.apply_lock:
         body = record.body
         desired = desired_children(body, record.service_ips, settings.operator_pod_labels, settings.cluster_domain,
-                                   operator_namespace=settings.operator_namespace)
+                                   operator_namespace=settings.operator_namespace, status=record.status_written)
         errors: list[str] = []
         child: Obj = {}
         try:
             for first_pass in (True, False):
                 for child in desired_children(body, record.service_ips, settings.operator_pod_labels,
-                                              settings.cluster_domain, settings.operator_namespace):
+                                              settings.cluster_domain, settings.operator_namespace,
+                                              status=record.status_written):
                     if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
                         try:
                             remember_child(record, await apply_child(ctx, child))
@@ -111,6 +130,29 @@ def remember_child(record: NetworkRecord, obj: Obj) -> None:
         record.statefulset = {"status": obj.get("status", {})}
     elif kind == "Deployment" and name.endswith("-proxy"):
         record.proxy = {"status": obj.get("status", {})}
+    elif kind == "Job" and name in (onboarding.warm_key_job_name(record.body["metadata"]["name"]),
+                                    onboarding.register_job_name(record.body["metadata"]["name"])):
+        record.onboarding_jobs[name] = {"status": obj.get("status", {})}
+    elif kind == "Pod" and onboarding.is_onboarding_pod(obj):
+        record.onboarding_pods[name] = {"metadata": {"labels": obj["metadata"].get("labels", {})},
+                                        "status": obj.get("status", {})}
+
+
+def onboarding_pending(record: NetworkRecord) -> bool:
+    """The registration Job became desired (the warm key's Job completed) and is not there yet."""
+    spec = NetworkNodeSpec.model_validate(record.body["spec"])
+    name = onboarding.register_job_name(record.body["metadata"]["name"])
+    shown = (record.status_written or {}).get("onboarding") or {}
+    return (spec.onboarding.register_participant and ("Job", name) not in record.children
+            and (shown.get("warmKeyJob") == "Complete" or not spec.onboarding.create_warm_key))
+
+
+def forget_child(record: NetworkRecord, obj: Obj) -> None:
+    """A deleted onboarding Job or pod (drift.py calls it on DELETED events)."""
+    if obj.get("kind") == "Job":
+        record.onboarding_jobs.pop(obj["metadata"]["name"], None)
+    elif obj.get("kind") == "Pod":
+        record.onboarding_pods.pop(obj["metadata"]["name"], None)
 
 
 def compute_status(record: NetworkRecord) -> Obj:
@@ -129,7 +171,29 @@ def compute_status(record: NetworkRecord) -> Obj:
     }
     status.update(record.poll)
     status.update(record.host)
+    shown = (record.status_written or {}).get("onboarding")
+    block = onboarding.read_onboarding(record.body["metadata"]["name"], record.onboarding_jobs,
+                                       record.onboarding_pods, shown)
+    step = next_step(record, block)
+    if step:
+        block["nextStep"] = step
+    if block:
+        status["onboarding"] = block
     return status
+
+
+def next_step(record: NetworkRecord, block: Obj) -> str | None:
+    """What is missing for this host to work, first thing first (the cold-key steps are human)."""
+    spec = NetworkNodeSpec.model_validate(record.body["spec"])
+    if spec.onboarding.create_warm_key and block.get("warmKeyJob") in (None, "Running"):
+        return "waiting for the warm-key Job"
+    if block.get("warmKeyJob") == "Failed":
+        job = onboarding.warm_key_job_name(record.body["metadata"]["name"])
+        return f"the warm-key Job failed: see `kubectl describe job {job}` and `kubectl logs job/{job}`"
+    for cond in record.host_conditions or []:
+        if cond.type in ("KeysReady", "PermissionsGranted", "ActiveInEpoch") and cond.ok is False:
+            return f"{cond.type}: {cond.message}"
+    return None
 
 
 async def apply_host(ctx: Context, record: NetworkRecord, reads: HostReads, weight: int) -> None:

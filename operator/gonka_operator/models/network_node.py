@@ -117,6 +117,18 @@ class Explorer(CRDModel):
     enabled: bool = Field(default=False, description="Run the explorer dashboard (port 5173).")
 
 
+class Onboarding(CRDModel):
+    create_warm_key: bool = Field(
+        default=True, alias="createWarmKey",
+        description="Run the warm-key Job: `inferenced keys show` first, `keys add` only when no key of "
+        "keyName exists (never twice). The password comes from keyringPasswordSecretRef.")
+    register_participant: bool = Field(
+        default=False, alias="registerParticipant",
+        description="After the warm key exists, run `inferenced register-new-participant <publicURL> "
+        "<accountPubKey> --node-address <seedAPIURL>` once (a Job). The cold-key steps stay human; "
+        "status.onboarding.nextStep shows them.")
+
+
 class NetworkNodeSpec(CRDModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -167,6 +179,7 @@ class NetworkNodeSpec(CRDModel):
     exposure: Exposure = Field(default_factory=Exposure, description="Public Services (P2P and proxy).")
     explorer: Explorer = Field(default_factory=Explorer, description="Optional explorer dashboard.")
     env: ExtraEnv = Field(default_factory=ExtraEnv, description="Extra environment variables.")
+    onboarding: Onboarding = Field(default_factory=Onboarding, description="Automated onboarding steps (Jobs).")
 
 
 class NetworkNodeEndpoints(CRDModel):
