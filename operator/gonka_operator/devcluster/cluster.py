@@ -266,6 +266,8 @@ class LocalCluster:
 
     def stop(self, remove: bool | None = None) -> None:
         """Stop every component (whole process groups). `remove` defaults to: we made the dir."""
+        if self.procs:
+            self._remove_hostpath_volumes()
         if self.real_node is not None:
             problems = self.real_node.stop()  # first: its pods and CNI need the API server gone last
             self.real_node = None
@@ -280,6 +282,19 @@ class LocalCluster:
             raise ClusterError(f"still running after SIGKILL: {', '.join(leftovers)}")
         if self._own_workdir if remove is None else remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _remove_hostpath_volumes(self) -> None:
+        """The hostPath provisioner's directories (/tmp/hostpath_pv/<uuid>) of this cluster's PVs: with
+        the controller-manager gone nobody reclaims them, and every run would leave them in /tmp."""
+        try:
+            with self.api_client() as api_client:
+                pvs = client.CoreV1Api(api_client).list_persistent_volume(_request_timeout=5).items
+        except Exception:  # best effort: an API server that is already down has no answer
+            return
+        for pv in pvs:
+            path = pv.spec.host_path.path if pv.spec and pv.spec.host_path else None
+            if path and Path(path).parent == Path("/tmp/hostpath_pv"):
+                shutil.rmtree(path, ignore_errors=True)
 
     # ---- detached use (the CLI) ----------------------------------------------------------------
 

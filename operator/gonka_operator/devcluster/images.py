@@ -439,9 +439,16 @@ exec gonka-operator simulate-network-node --host 0.0.0.0 --chain-port 26657 \\
 """
 
 NODE_INIT = """#!/bin/sh
-# The chain node's place in the pod (`sh ./init-docker.sh`): no chain here; the api container's
-# stand-in serves /status on 26657 for this container's probes (one network namespace per pod).
-exec sleep infinity
+# The chain node's place in the pod (`sh ./init-docker.sh`): no chain here. The api container's
+# stand-in serves /status on 26657 for this container's probes (one network namespace per pod);
+# this one accepts P2P connections on 26656 (and closes them), so the public P2P Service has a peer.
+exec python3 -c '
+import socket
+s = socket.create_server(("0.0.0.0", 26656), backlog=64)
+while True:
+    c, _ = s.accept()
+    c.close()
+'
 """
 
 MLNODE_UVICORN = f"""#!/bin/sh
