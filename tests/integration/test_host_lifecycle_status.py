@@ -86,3 +86,64 @@ def test_status_never_holds_the_keyring_password(
     assert condition(cr, "ChainSynced") is not None
     events = kubectl.run("get", "events", "-n", namespace, "-o", "json").stdout
     assert '"pw"' not in json.dumps(cr["status"]) and ": pw" not in events and '"pw"' not in events
+
+
+PASSWORD = "Kr-9f3e1c-onboarding"
+
+
+def host_with_onboarding(register: bool, explorer: bool = False) -> str:
+    return f"""
+apiVersion: v1
+kind: Secret
+metadata: {{name: keyring}}
+stringData: {{password: {PASSWORD}}}
+---
+apiVersion: gonka.ai/v1alpha1
+kind: NetworkNode
+metadata: {{name: gonka}}
+spec:
+  keyName: k
+  accountPubKey: pub
+  keyringPasswordSecretRef: {{name: keyring, key: password}}
+  publicHost: gonka.example.com
+  explorer: {{enabled: {str(explorer).lower()}}}
+  onboarding: {{registerParticipant: {str(register).lower()}}}
+"""
+
+
+def jobs(kubectl: Kubectl, namespace: str) -> dict[str, dict]:
+    out = kubectl.run("get", "jobs", "-n", namespace, "-l", "app.kubernetes.io/component=onboarding",
+                      "-o", "json").stdout
+    return {j["metadata"]["name"]: j for j in json.loads(out)["items"]}
+
+
+def test_the_warm_key_job_runs_once_and_only_once_and_the_password_is_nowhere(
+        operator: Operator, kubectl: Kubectl, host: StandIn, namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=host_with_onboarding(register=True))
+    wait_for(lambda: status(kubectl, namespace).get("onboarding", {}).get("warmKeyJob") == "Complete", 90,
+             lambda: f"warm-key Job Complete; status {status(kubectl, namespace).get('onboarding')}, "
+             f"jobs {list(jobs(kubectl, namespace))}")
+    # then (the warm key exists) the registration Job, once
+    wait_for(lambda: status(kubectl, namespace).get("onboarding", {}).get("registrationJob") == "Complete", 60,
+             lambda: f"register Job Complete; status {status(kubectl, namespace).get('onboarding')}")
+    first = {name: j["metadata"]["uid"] for name, j in jobs(kubectl, namespace).items()}
+    assert set(first) == {"gonka-warm-key", "gonka-register"}
+    warm = jobs(kubectl, namespace)["gonka-warm-key"]
+    container = warm["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "KEYRING_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "keyring", "key": "password"}}} \
+        in container["env"]
+
+    # an edit (the explorer switched on: a reconcile of every child) and several polls later: the same Jobs
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=host_with_onboarding(register=True, explorer=True))
+    wait_for(lambda: kubectl.get("deployment", "gonka-explorer", namespace) is not None, 30, "explorer applied")
+    holds_for(lambda: {n: j["metadata"]["uid"] for n, j in jobs(kubectl, namespace).items()} == first, 6,
+              "no Job created again")
+    pods = json.loads(kubectl.run("get", "pods", "-n", namespace, "-l", "gonka.ai/onboarding=warm-key",
+                                  "-o", "json").stdout)["items"]
+    assert len(pods) == 1  # one run of the warm-key Job
+
+    cr = kubectl.get("networknode", "gonka", namespace)
+    events = kubectl.run("get", "events", "-n", namespace, "-o", "json").stdout
+    assert PASSWORD not in json.dumps(cr) and PASSWORD not in events
+    assert PASSWORD not in json.dumps(jobs(kubectl, namespace))
+    assert PASSWORD not in operator.log_path.read_text()
