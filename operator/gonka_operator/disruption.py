@@ -182,6 +182,9 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
     """The children to apply now: `children`, without the ML Deployment when applying it would
     restart the serving pod and that is not allowed now. Sets `record.disruption["held"]` to the
     reason (or removes it), and `["restarted"]` when it lets a restart through."""
+    pdb = next((c for c in children if c["kind"] == "PodDisruptionBudget"), None)
+    if pdb is not None:
+        record.disruption["pdb"] = pdb["spec"]["maxUnavailable"]
     deployment = next((c for c in children if c["kind"] == "Deployment"), None)
     if deployment is None:
         record.disruption.pop("held", None)
@@ -237,11 +240,17 @@ def condition(record: InferenceRecord, previous: list[Any]) -> Cond | None:
 
 
 def released(ctx: Context, keys: Iterable[Key]) -> list[Key]:
-    """After a poll: the held nodes among `keys` that may go now, marked for a reconcile."""
+    """After a poll: the held nodes among `keys` that may go now, marked for a reconcile (returned);
+    so are those whose PodDisruptionBudget no longer matches the window (builders/pdb.py)."""
     out = []
     for key in keys:
         record = ctx.inference.get(key)
-        if record is None or not record.disruption.get("held"):
+        if record is None:
+            continue
+        pdb = record.disruption.get("pdb")
+        if pdb is not None and (pdb == 0) != window_for(ctx, key, record).open and ctx.repairs is not None:
+            ctx.repairs.mark("InferenceNode", key)  # the window opened or closed: tighten or loosen the PDB
+        if not record.disruption.get("held"):
             continue
         if window_for(ctx, key, record).open and not forced(record.body):
             continue

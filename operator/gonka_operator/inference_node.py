@@ -14,6 +14,7 @@ from gonka_operator import context, disruption
 from gonka_operator.builders import hf_cache
 from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, Obj, Owner
+from gonka_operator.builders.pdb import build_pdb
 from gonka_operator.builders.policies import inference_node_policy
 from gonka_operator.children import ApplyRefused, apply_child, prune
 from gonka_operator.conditions import Cond, merge_conditions, now_rfc3339
@@ -82,7 +83,13 @@ def ml_replicas(record: InferenceRecord) -> int:
 def desired_for(ctx: Context, record: InferenceRecord) -> list[Obj]:
     """`desired_children` with what the facts decide (replicas) and the settings (preload image): the one
     call of reconcile and of drift detection, so both compare against the same objects."""
-    return desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image)
+    children = desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image)
+    if any(c["kind"] == "Deployment" for c in children):  # evictions wait for the Inference phase
+        spec = InferenceNodeSpec.model_validate(record.body["spec"])
+        window = disruption.window_for(ctx, key_of(record.body), record).open
+        children.append(build_pdb(owner_of(record.body), spec.network_node_ref.name if spec.network_node_ref
+                                  else None, window))
+    return children
 
 
 def gates(record: InferenceRecord) -> tuple[bool, bool]:

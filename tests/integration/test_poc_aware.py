@@ -161,3 +161,44 @@ def test_force_delete_cuts_the_drain_short(operator: Operator, kubectl: Kubectl,
     kubectl.run("annotate", "inferencenode", name, "-n", namespace, "gonka.ai/force-delete=true")
     wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 30, "force-deleted during PoC")
     assert name not in poc.nodes()
+
+
+def evict(kubectl: Kubectl, pod: str, namespace: str) -> tuple[int, str]:
+    """POST the Eviction API (what `kubectl drain` does per pod): 0 when accepted, else kubectl's rc."""
+    body = json.dumps({"apiVersion": "policy/v1", "kind": "Eviction",
+                       "metadata": {"name": pod, "namespace": namespace}})
+    proc = kubectl.run("create", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod}/eviction", "-f", "-",
+                       input=body, check=False)
+    return proc.returncode, proc.stderr
+
+
+def ml_pods(kubectl: Kubectl, name: str, namespace: str) -> list[str]:
+    out = kubectl.run("get", "pods", "-n", namespace, "-l", f"gonka.ai/inference-node={name}",
+                      "-o", "json").stdout
+    return [p["metadata"]["name"] for p in json.loads(out)["items"]
+            if not p["metadata"].get("deletionTimestamp") and "preload" not in p["metadata"]["name"]]
+
+
+def test_evictions_wait_for_the_inference_phase(operator: Operator, kubectl: Kubectl, poc: StandIn,
+                                                namespace: str) -> None:
+    name = f"pdb-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+
+    def budget(allowed: int, max_unavailable: int) -> bool:
+        pdb = kubectl.get("pdb", f"{name}-mlnode", namespace) or {}
+        return (pdb.get("spec", {}).get("maxUnavailable") == max_unavailable
+                and pdb.get("status", {}).get("disruptionsAllowed") == allowed)
+
+    wait_for(lambda: budget(1, 1), 30, "a loose PDB outside PoC")
+    poc.poc("open")
+    wait_for(lambda: budget(0, 0), 30, "the PDB tightened in the PoC window")
+    pod = wait_for(lambda: ml_pods(kubectl, name, namespace), 10, "the ML pod")[0]
+    rc, err = evict(kubectl, pod, namespace)
+    assert rc != 0 and "disruption budget" in err, err  # 429: Cannot evict pod as it would violate the PDB
+    holds_for(lambda: pod in ml_pods(kubectl, name, namespace), 3, "the ML pod stays during PoC")
+    poc.poc("close")
+    wait_for(lambda: budget(1, 1), 30, "the PDB loosened in the Inference phase")
+    rc, err = evict(kubectl, pod, namespace)
+    assert rc == 0, err
+    wait_for(lambda: pod not in ml_pods(kubectl, name, namespace), 30, "evicted after PoC")

@@ -286,3 +286,32 @@ async def test_a_deleted_node_is_disabled_drained_through_poc_then_deregistered(
         assert kube.finalizers == [("a", False)]
         assert "a" not in {n["node"]["id"] for n in sim.nodes()}
         assert kube.reasons("a")[-1] == "Deregistered"
+
+
+# -- the PodDisruptionBudget -----------------------------------------------------------------------
+
+async def test_the_pdb_is_tight_during_poc_and_loose_outside_and_a_flip_marks_a_reconcile() -> None:
+    from gonka_operator.drift import Repairs
+
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    ctx.repairs = Repairs(ctx)
+    loop = setup(ctx, kube, "a")
+    record = ctx.inference[("ns", "a")]
+
+    def pdb() -> dict[str, Any]:
+        return next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "PodDisruptionBudget")
+
+    assert pdb()["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "mlnode", "gonka.ai/inference-node": "a"}}}
+    assert pdb()["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
+    await inference_node.apply_children(ctx, record)
+    assert ("PodDisruptionBudget", "a-mlnode") in kube.applied
+    assert disruption.released(ctx, {("ns", "a")}) == [] and ctx.repairs.pending == {}  # nothing changed
+    poll(loop, POC)
+    assert pdb()["spec"]["maxUnavailable"] == 0
+    disruption.released(ctx, {("ns", "a")})
+    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # tighten it now
+    ctx.repairs.pending.clear()
+    await inference_node.apply_children(ctx, record)
+    disruption.released(ctx, {("ns", "a")})
+    assert ctx.repairs.pending == {}  # applied: no further mark while the window stays open

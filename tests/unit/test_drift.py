@@ -76,7 +76,9 @@ async def test_child_events_only_mark_and_a_burst_is_one_reconcile() -> None:
         if repairs.pending == {} and kube.applied:
             break
     await repairs.stop()
-    assert sorted(kube.applied) == sorted((c["kind"], c["metadata"]["name"]) for c in desired)
+    # what reconcile applies: the children plus the ML Deployment's PodDisruptionBudget (desired_for)
+    assert sorted(kube.applied) == sorted((c["kind"], c["metadata"]["name"])
+                                          for c in inference_node.desired_for(ctx, record))
     assert record.apply_error is None
 
 

@@ -109,6 +109,10 @@ records every request it makes.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
+# the ML Deployment's PodDisruptionBudget (maxUnavailable 0 during PoC): applied only
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [create, patch]
 # the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied only
 - apiGroups: [""]
   resources: [configmaps]
