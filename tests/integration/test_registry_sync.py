@@ -57,8 +57,8 @@ spec:
 def private_standin(logs: Path, kubectl: Kubectl, namespace: str) -> Iterator[StandIn]:
     """A stand-in of its own, for tests that break it. Its InferenceNodes are deleted (and so
     deregistered) before it stops, so no finalizer is left waiting for an API that is gone."""
-    sim = StandIn("latest", logs)
-    sim.start()
+    sim = StandIn("latest", logs, args=["--block-time", "0"])  # frozen in the Inference phase, like the
+    sim.start()  # session stand-in: a natural PoC window would make a delete drain (disruption.py)
     yield sim
     sim.fault("none", 0)
     kubectl.run("delete", "inferencenodes", "--all", "-n", namespace, "--timeout=90s", check=False)
