@@ -62,7 +62,9 @@ def test_examples_reconcile_into_children(operator: Operator, kubectl: Kubectl, 
                   30, "NetworkNode conditions")
     assert nn["status"]["observedGeneration"] == nn["metadata"]["generation"]
     assert nn["status"]["endpoints"]["adminURL"] == f"http://gonka-api.{namespace}.svc.cluster.local:9200"
-    assert {c["type"] for c in nn["status"]["conditions"]} == {"Ready", "Progressing", "Degraded"}
+    # + the host's conditions once its api answers (host_status.py; test_host_lifecycle_status.py)
+    assert {"Ready", "Progressing", "Degraded"} <= {c["type"] for c in nn["status"]["conditions"]} <= {
+        "Ready", "Progressing", "Degraded", "KeysReady", "PermissionsGranted", "ActiveInEpoch", "ChainSynced"}
     # kwok marks the pods ready: the whole network node becomes Ready
     wait_condition(kubectl, "networknode", "gonka", namespace, "Ready", "True", timeout=90)
 
@@ -81,6 +83,10 @@ def test_reapply_writes_nothing(operator: Operator, kubectl: Kubectl, namespace:
     # settle: registry state reaches INFERENCE and lastSeen is written once
     wait_for(lambda: (kubectl.get("inferencenode", "steady", namespace)["status"].get("registry") or {})
              .get("currentStatus") == "INFERENCE", 30, "registry state INFERENCE")
+    # ... and the host's first status: its setup report read, its warm-key Job done (kwok)
+    wait_condition(kubectl, "networknode", "gonka", namespace, "KeysReady", "True", timeout=30)
+    wait_for(lambda: (kubectl.get("networknode", "gonka", namespace)["status"].get("onboarding") or {})
+             .get("warmKeyJob") == "Complete", 30, "warm-key Job Complete")
     before = versions()
     kubectl.run("apply", "-n", namespace, "-f", "-", input=manifest)
     # three poll intervals of the operator (2 s each) during which nothing may be written
