@@ -31,8 +31,9 @@ lint: venv
 	$(BIN)/ruff check operator tests hack
 	$(BIN)/mypy
 
-test: venv apt tools  ## the whole suite: lint, unit, integration (starts a local control plane), faults
-	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/pytest -q -p no:cacheprovider
+test: venv apt tools  ## the whole suite: lint, unit, integration, chart, faults, gitops, and e2e on the real node (root)
+	bash hack/install-apt.sh realnode
+	GONKA_E2E=1 GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh --real-node | tail -n1) $(BIN)/pytest -q -p no:cacheprovider -rs
 	$(MAKE) lint
 
 test-gitops: venv apt tools  ## only the real Argo CD sync (tests/gitops, part of make test)
@@ -45,7 +46,7 @@ cluster-up: venv tools  ## start the local control plane (idempotent); prints KU
 	$(if $(REAL_NODE),bash hack/install-apt.sh realnode)
 	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh $(if $(REAL_NODE),--real-node) | tail -n1) $(BIN)/python -m gonka_operator.devcluster up --dir $(CLUSTER_DIR) $(if $(REAL_NODE),--real-node)
 
-test-e2e: venv  ## real pods on the real node real-0 (root, tests/e2e): node tools, images, the operator from its chart
+test-e2e: venv  ## only the real-pod suite (root, tests/e2e, part of make test): node tools, images, the operator from its chart
 	bash hack/install-apt.sh realnode
 	GONKA_E2E=1 $(BIN)/pytest -q -p no:cacheprovider -rs tests/e2e
 
