@@ -24,22 +24,51 @@ PROGRESSING = {"Progressing", "Pending", "NetworkNodeNotReady", "DeregistrationP
 HEALTHY_ONLY = {"Ready", "Available", "External", "Registered", "Disabled", "AsExpected", "Reconciled"}
 
 
+# Reasons of the other conditions the scripts read (InferenceNode UpdatePending and Registered, the
+# NetworkNode's host conditions), and the health each gives an object that is otherwise Ready.
+OTHER = {
+    "PoCInProgress": "Progressing", "WaitingForSibling": "Progressing",  # UpdatePending=True: a held change
+    "UpToDate": "Healthy",  # UpdatePending=False
+    "Draining": "Progressing",  # Registered=True during deletion (deletionMessage)
+    "Passed": "Healthy", "ReportUnavailable": "Healthy", "NotReported": "Healthy",  # host conditions
+    "CatchingUp": "Progressing",  # ChainSynced=False
+}
+HOST = {"KeysReady": "Degraded", "PermissionsGranted": "Healthy", "ActiveInEpoch": "Healthy",
+        "ChainSynced": "Progressing"}  # the health for <Type>=False (Unknown: Healthy, no effect)
+
+
+def check_reasons() -> dict[str, str]:
+    """The host conditions' reasons built from setup-report check ids (`_camel(id) + "Failed"`), each
+    mapped to its condition type; the suffixes are read from host_status.py, the ids from its CHECKS."""
+    from gonka_operator import host_status
+    text = (PACKAGE / "host_status.py").read_text()
+    suffixes = set(re.findall(r'Cond\(\w+, \w+, _camel\([^\n]*\) \+ "(\w+)"', text))
+    assert {"Failed", "Unavailable"} <= suffixes  # the parser works
+    return {host_status._camel(i) + suffix: ctype for ctype, ids in host_status.CHECKS.items()
+            for i in ids for suffix in suffixes}
+
+
 def operator_reasons() -> set[str]:
     """The condition reasons in the operator's source (status reducers, registry, poller, use cases)."""
     text = "\n".join(f.read_text() for f in sorted(PACKAGE.glob("*.py")))
     found = set(re.findall(r'Facts\(\w+, "(\w+)"', text))
-    found |= set(re.findall(r'Cond\("\w+", [^,]+, "(\w+)"', text))
+    found |= set(re.findall(r'Cond\([\w"]+, [^,]+, "(\w+)"', text))  # Cond("Ready", …) and Cond(ctype, …)
     for line in text.splitlines():  # `Cond(..., "A" if x else "B", ...)`, `reason = "A" if x else "B"`
         if "Cond(" in line or "Facts(" in line or re.search(r"\breason\b", line):
             for pair in re.findall(r'"(\w+)" if [^\n]+ else "(\w+)"', line):
                 found |= set(pair)
-    return found - {"Normal", "Warning"}  # Event types (`"Normal" if reason == … else "Warning"`)
+    # module constants used as a reason: `Facts(True, disruption.DRAINING, …)`, `reason = POC_IN_PROGRESS`
+    constants = dict(re.findall(r'^([A-Z][A-Z_]+) = "(\w+)"$', text, re.M))
+    used = re.findall(r'(?:Facts\(\w+, |Cond\([\w"]+, \w+, |\breason = )(?:\w+\.)?([A-Z][A-Z_]+)\b', text)
+    found |= {constants[name] for name in used if name in constants}
+    return (found | set(check_reasons())) - {"Normal", "Warning"}  # Event types (`"Normal" if … else "Warning"`)
 
 
 def test_every_operator_reason_has_a_verdict() -> None:
     reasons = operator_reasons()
     assert {"Rejected", "AdminUnreachable", "InsufficientGPU", "ApplyFailed"} <= reasons  # the parser works
-    unknown = reasons - DEGRADED - PROGRESSING - HEALTHY_ONLY
+    assert {"PoCInProgress", "Draining", "CatchingUp", "PermissionsGrantedFailed"} <= reasons
+    unknown = reasons - DEGRADED - PROGRESSING - HEALTHY_ONLY - set(OTHER) - set(check_reasons())
     assert not unknown, f"new condition reasons: decide their Argo CD health in the Lua scripts: {unknown}"
 
 
@@ -95,8 +124,12 @@ def test_testdata_covers_every_reason_the_operator_writes() -> None:
     seen = set()
     for kind, path in cases():
         seen |= {c["reason"] for c in (load_testdata(kind, path).get("status") or {}).get("conditions", [])}
-    missing = operator_reasons() - seen
+    generated = check_reasons()  # the scripts key these by condition type: one testdata per type and suffix
+    missing = operator_reasons() - seen - set(generated)
     assert not missing, f"add testdata (and a health_test.yaml entry) for: {missing}"
+    families = {(ctype, reason[-11:] == "Unavailable") for reason, ctype in generated.items()}
+    covered = {(ctype, reason[-11:] == "Unavailable") for reason, ctype in generated.items() if reason in seen}
+    assert families == covered, f"add testdata for a <CheckId>Failed/Unavailable of: {families - covered}"
 
 
 def test_testdata_covers_every_health_and_the_lifecycle() -> None:
@@ -210,3 +243,63 @@ def test_inference_node_with_other_conditions_first() -> None:
     conditions = [{"type": "WorkloadAvailable", "status": "False", "reason": "InsufficientGPU"},
                   {"type": "Registered", "status": "True", "reason": "Registered"}, ready("True", "Ready")]
     assert health("InferenceNode", obj(conditions=conditions))["status"] == "Healthy"
+
+
+def host_condition(ctype: str, status: str, reason: str, message: str = "why") -> dict[str, Any]:
+    return {"type": ctype, "status": status, "reason": reason, "message": message}
+
+
+@pytest.mark.parametrize("reason", [*sorted(check_reasons()), "CatchingUp", "ReportUnavailable", "NotReported"])
+def test_network_node_host_condition_by_reason(reason: str) -> None:
+    """Ready=True plus one host condition: False gives HOST[type] (KeysReady Degraded, ChainSynced
+    Progressing, PermissionsGranted/ActiveInEpoch Healthy with the message); Unknown changes nothing."""
+    ctype = check_reasons().get(reason, "ChainSynced")
+    status = "False" if reason.endswith("Failed") or reason == "CatchingUp" else "Unknown"
+    verdict = health("NetworkNode", obj(conditions=[ready("True", "Ready", "all good"),
+                                                    host_condition(ctype, status, reason)]))
+    if status == "Unknown":
+        assert verdict == {"status": "Healthy", "message": "all good"}
+    elif HOST[ctype] == "Healthy":
+        assert verdict == {"status": "Healthy", "message": f"all good; {ctype}: {reason}: why"}
+    else:
+        assert verdict == {"status": HOST[ctype], "message": f"{ctype}: {reason}: why"}
+
+
+def test_network_node_host_conditions_passed_keep_it_healthy() -> None:
+    conditions = [ready("True", "Ready", "all good"), *(host_condition(t, "True", "Passed") for t in HOST)]
+    assert health("NetworkNode", obj(conditions=conditions)) == {"status": "Healthy", "message": "all good"}
+
+
+def test_network_node_host_conditions_wait_for_ready() -> None:
+    """Before Ready the pods decide; a Degraded=True still wins over a catching-up chain."""
+    conditions = [ready("False", "WaitingForPods"), host_condition("KeysReady", "False", "WarmKeyInKeyringFailed")]
+    assert health("NetworkNode", obj(conditions=conditions)) == {"status": "Progressing",
+                                                                 "message": "WaitingForPods: details"}
+    conditions = [ready("True", "Ready"), host_condition("ChainSynced", "False", "CatchingUp"),
+                  {"type": "Degraded", "status": "True", "reason": "ApplyFailed", "message": "port taken"}]
+    assert health("NetworkNode", obj(conditions=conditions))["status"] == "Degraded"
+
+
+@pytest.mark.parametrize("reason", ["PoCInProgress", "WaitingForSibling"])
+def test_inference_node_held_change_is_progressing(reason: str) -> None:
+    conditions = [ready("True", "Ready"), host_condition("UpdatePending", "True", reason, "held until Inference")]
+    assert OTHER[reason] == "Progressing"
+    assert health("InferenceNode", obj(conditions=conditions)) == {"status": "Progressing",
+                                                                   "message": f"{reason}: held until Inference"}
+    conditions[1]["status"] = "False"  # shown False once applied: no effect
+    conditions[1]["reason"] = "UpToDate"
+    assert health("InferenceNode", obj(conditions=conditions)) == {"status": "Healthy", "message": "details"}
+
+
+def test_inference_node_failure_wins_over_a_held_change() -> None:
+    conditions = [ready("False", "NodeFailed"), host_condition("UpdatePending", "True", "PoCInProgress")]
+    assert health("InferenceNode", obj(conditions=conditions)) == {"status": "Degraded",
+                                                                   "message": "NodeFailed: details"}
+
+
+def test_inference_node_draining_delete_says_so() -> None:
+    body = obj(conditions=[ready("True", "Ready"), host_condition("Registered", "True", "Draining", "in PoC")])
+    body["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    verdict = evaluate([(SCRIPTS["InferenceNode"], {"kind": "InferenceNode", **body})])[0]["argocd-cm"]
+    assert verdict == {"status": "Progressing",
+                       "deletionMessage": "Draining n before removing it from the admin registry: in PoC"}

@@ -10,8 +10,13 @@
 --              download of the model into the HF cache failed for good (PreloadFailed).
 -- Progressing  no status yet, a generation the operator has not observed, Ready=Unknown, or
 --              Ready=False while waiting (HF cache downloading, ML pod starting, NetworkNode still
---              syncing its chain).
--- Deleting     Progressing while the finalizer removes the entry from the registry (deletionMessage).
+--              syncing its chain), or UpdatePending=True: a change that restarts the serving ML pod is
+--              held while the network node reports a PoC window (PoCInProgress) or another ML node of
+--              the host restarts (WaitingForSibling); the old pod keeps serving, the message says when
+--              the change goes. UpdatePending=False (UpToDate) changes nothing.
+-- Deleting     Progressing while the finalizer drains the node (Registered=True reason Draining: the
+--              entry is disabled and kept while the network node still schedules it) and then removes
+--              the entry from the registry (deletionMessage).
 local failures = {
   Rejected = true, IdConflict = true, InsufficientGPU = true, Unschedulable = true, ApplyFailed = true,
   AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true, PreloadFailed = true,
@@ -40,7 +45,13 @@ local ready = condition(status, "Ready")
 if obj.metadata.deletionTimestamp ~= nil then
   -- the finalizer gonka.ai/registry-cleanup goes once the entry is out of the registry
   local deleting = "Removing " .. (status.nodeId or obj.metadata.name) .. " from the admin registry before deletion"
-  if ready ~= nil and ready.reason == "DeregistrationPending" and ready.message ~= nil then
+  local registered = condition(status, "Registered")
+  if registered ~= nil and registered.reason == "Draining" then
+    deleting = "Draining " .. (status.nodeId or obj.metadata.name) .. " before removing it from the admin registry"
+    if registered.message ~= nil and registered.message ~= "" then
+      deleting = deleting .. ": " .. registered.message
+    end
+  elseif ready ~= nil and ready.reason == "DeregistrationPending" and ready.message ~= nil then
     deleting = deleting .. ": " .. ready.message
   end
   return {status = "Progressing", deletionMessage = deleting}
@@ -57,6 +68,12 @@ if generation ~= nil and (status.observedGeneration == nil or status.observedGen
 end
 
 if ready == nil then
+  return hs
+end
+local pending = condition(status, "UpdatePending")
+if pending ~= nil and pending.status == "True" and not (ready.status == "False" and failures[ready.reason]) then
+  -- a held change: the spec is observed but not applied to the ML pod yet
+  hs.message = text({reason = pending.reason or "UpdatePending", message = pending.message})
   return hs
 end
 if ready.status == "True" then

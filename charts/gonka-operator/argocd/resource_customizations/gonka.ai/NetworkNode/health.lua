@@ -2,12 +2,17 @@
 -- node, api, tmkms and proxy, managed by gonka-operator). Lua 5.1 with the base and table libraries
 -- only, so it runs from argocd-cm without resource.customizations.useOpenLibs.gonka.ai_NetworkNode.
 --
--- Healthy      Ready=True for the current generation (node/api pod and proxy ready).
--- Degraded     Degraded=True (e.g. ApplyFailed: a child object the API server refused), or Ready=False
---              for a failure reason.
--- Progressing  no status yet, a generation the operator has not observed, Ready=Unknown, or
---              Ready=False while waiting (pods starting, the api syncing the chain before it opens
---              its ports).
+-- Healthy      Ready=True for the current generation (node/api pod and proxy ready). The host's steps
+--              outside Git are added to the message but leave it Healthy: PermissionsGranted=False (run
+--              the grant-ml-ops-permissions command the message gives, with the cold key) and
+--              ActiveInEpoch=False (a new host joins at the next epoch's PoC, up to a day). Unknown host
+--              conditions (ReportUnavailable, <CheckId>Unavailable, NotReported) change nothing.
+-- Degraded     Degraded=True (e.g. ApplyFailed: a child object the API server refused), Ready=False
+--              for a failure reason, or KeysReady=False (a key missing or mismatched on the api: the
+--              message says which; waiting does not fix it).
+-- Progressing  no status yet, a generation the operator has not observed, Ready=Unknown, Ready=False
+--              while waiting (pods starting, the api syncing the chain before it opens its ports), or
+--              ChainSynced=False (CatchingUp, BlockSyncFailed: the chain node is behind).
 local failures = {
   Rejected = true, IdConflict = true, InsufficientGPU = true, Unschedulable = true, ApplyFailed = true,
   AdminUnreachable = true, NetworkNodeNotFound = true, NodeFailed = true, PreloadFailed = true,
@@ -54,8 +59,25 @@ if ready == nil then
   return hs
 end
 if ready.status == "True" then
+  local keys = condition(status, "KeysReady")
+  if keys ~= nil and keys.status == "False" then
+    hs.status = "Degraded"
+    hs.message = "KeysReady: " .. text({reason = keys.reason or "KeysMissing", message = keys.message})
+    return hs
+  end
+  local chain = condition(status, "ChainSynced")
+  if chain ~= nil and chain.status == "False" then
+    hs.message = "ChainSynced: " .. text({reason = chain.reason or "NotSynced", message = chain.message})
+    return hs
+  end
   hs.status = "Healthy"
   hs.message = ready.message or "Ready"
+  for _, ctype in ipairs({"PermissionsGranted", "ActiveInEpoch"}) do
+    local c = condition(status, ctype)
+    if c ~= nil and c.status == "False" then
+      hs.message = hs.message .. "; " .. ctype .. ": " .. text({reason = c.reason or "False", message = c.message})
+    end
+  end
   return hs
 end
 if ready.status ~= "False" then
