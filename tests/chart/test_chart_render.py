@@ -130,6 +130,26 @@ def test_operator_pod_labels_are_the_ones_its_network_policies_admit(helm: Helm)
             "matchLabels": {"kubernetes.io/metadata.name": "gonka-system"}}
 
 
+def test_operator_egress_reaches_the_host_status_ports_of_the_node_pods_only(helm: Helm) -> None:
+    """host_status.py reads each NetworkNode's :9000/v1/epochs/latest and :26657/status: a rule of
+    its own, to the same node/api pods (and namespaces) as the admin rule, whose ports stay [9200]."""
+    for extra, namespaces in (((), None), (("--set", "watchNamespaces={hosts-a,hosts-b}"), ["hosts-a", "hosts-b"])):
+        egress = one(helm.template(*extra), "NetworkPolicy")["spec"]["egress"]
+        admin = next(e for e in egress if e.get("ports") == [{"protocol": "TCP", "port": 9200}])
+        status = [e for e in egress if {p["port"] for p in e.get("ports", [])} & {9000, 26657}]
+        assert len(status) == 1, egress
+        assert status[0]["ports"] == [{"protocol": "TCP", "port": 9000}, {"protocol": "TCP", "port": 26657}]
+        assert status[0]["to"] == admin["to"]
+        assert status[0]["to"][0]["podSelector"]["matchLabels"] == {
+            "app.kubernetes.io/name": "gonka-network-node", "app.kubernetes.io/component": "node"}
+        if namespaces:
+            assert status[0]["to"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == namespaces
+    closed = one(helm.template("--set", "networkPolicy.hostStatusPorts=null"), "NetworkPolicy")["spec"]["egress"]
+    assert not [e for e in closed if {p["port"] for p in e.get("ports", [])} & {9000, 26657}]
+    node_pods = [e["ports"] for e in closed if "gonka-network-node" in str(e.get("to"))]
+    assert node_pods == [[{"protocol": "TCP", "port": 9200}]]
+
+
 def test_namespaced_rendering(helm: Helm) -> None:
     docs = helm.template("--set", "watchNamespaces={hosts-a,hosts-b}")
     dep = one(docs, "Deployment")
