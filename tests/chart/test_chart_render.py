@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 from chartlib import CHART, Helm, Release, create_namespace, unique, values_file
+from rbac import granted
 
 from gonka_operator.builders.common import Owner
 from gonka_operator.builders.policies import network_node_policies
@@ -148,6 +149,35 @@ def test_operator_egress_reaches_the_host_status_ports_of_the_node_pods_only(hel
     assert not [e for e in closed if {p["port"] for p in e.get("ports", [])} & {9000, 26657}]
     node_pods = [e["ports"] for e in closed if "gonka-network-node" in str(e.get("to"))]
     assert node_pods == [[{"protocol": "TCP", "port": 9200}]]
+
+
+def readme_rbac_rows() -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) of every row of the chart README's RBAC table (an empty apiGroup or
+    resources cell repeats the row above)."""
+    lines = (CHART / "README.md").read_text().split("## RBAC", 1)[1].splitlines()
+    start = lines.index("| apiGroup | resources | verbs | used by |") + 2
+    out, group, resources = set(), "", []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0]:
+            group = cells[0].strip("`").strip('"')
+        if cells[1]:
+            resources = [r.strip().strip("`") for r in cells[1].split(",")]
+        out |= {(group, r, v.strip().strip("`")) for r in resources for v in cells[2].split(",")}
+    return out
+
+
+def test_readme_rbac_table_has_a_row_for_every_verb_the_chart_grants(helm: Helm) -> None:
+    for extra in ((), ("--set", "watchNamespaces={hosts-a}")):
+        docs = helm.template(*extra)
+        grants = granted(by_kind(docs, "ClusterRole") + by_kind(docs, "Role"))
+        assert ("coordination.k8s.io", "leases", "update") in grants  # the leader-election Role is read
+        missing = grants - readme_rbac_rows()
+        assert not missing, f"charts/gonka-operator/README.md RBAC: add rows for {sorted(missing)}"
+        if not extra:
+            assert not readme_rbac_rows() - grants - {("", "namespaces", "list"), ("", "namespaces", "watch")}
 
 
 def test_namespaced_rendering(helm: Helm) -> None:
