@@ -33,7 +33,10 @@ from helpers import wait_for  # noqa: E402
 from procs import Kubectl, Operator, StandIn  # noqa: E402
 
 WRITE_VERBS = ("POST", "PATCH", "APPLY", "PUT", "DELETE")
-OPERATOR_RESOURCES = ("inferencenodes", "deployments", "services", "networkpolicies", "persistentvolumeclaims")
+# every kind the operator writes for an InferenceNode (the PodDisruptionBudget, the preload Job and an
+# adminURL node's proxy ConfigMap included, so that no child escapes the count)
+OPERATOR_RESOURCES = ("inferencenodes", "deployments", "services", "networkpolicies", "persistentvolumeclaims",
+                      "poddisruptionbudgets", "jobs", "configmaps")
 
 
 def inference_nodes(n: int, prefix: str) -> list[dict[str, Any]]:
@@ -156,7 +159,11 @@ def main() -> int:
         kubectl = Kubectl(cluster.bin_dir / "kubectl", str(cluster.kubeconfig))
         kubectl.install_crds(ROOT / "crds")
         add_gpu_nodes(kubectl, count=(2 * args.n + args.samples) // 100 + 2)
-        standin = StandIn("latest", logs)
+        # The stand-in's chain clock frozen in the Inference phase (`--block-time 0`, as the test suite's):
+        # with its default 1 s blocks a PoC window opens ~66 s after start and closes 34 s later, in the
+        # middle of the burst and of the idle intervals; each flip is a real (and correct) PDB write per
+        # registered node, not the operator's overhead, and it would make the counts depend on timing.
+        standin = StandIn("latest", logs, args=["--block-time", "0"])
         standin.start()
         operator = Operator(str(cluster.kubeconfig), logs, {
             "GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": str(args.poll)})

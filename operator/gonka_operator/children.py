@@ -11,6 +11,8 @@ of kopf's handlers and of drift repair).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -54,6 +56,28 @@ async def apply_child(ctx: Any, desired: Obj) -> Obj:
         await ctx.kube.delete(desired)
         replaced: Obj = await ctx.kube.apply(desired)
         return replaced
+
+
+def ident(obj: Obj) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+def digest(obj: Obj) -> bytes:
+    """A short fingerprint of a desired object (what `Record.applied` keeps instead of the object)."""
+    return hashlib.blake2b(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode(), digest_size=16).digest()
+
+
+def changed(record: Any, desired: list[Obj]) -> list[Obj]:
+    """The desired children that need an apply: those not applied by this process yet, or whose
+    desired object differs from the one last applied. An unchanged server-side apply is still a
+    PATCH request (a write in the API server's metrics) and an etcd read-modify-write, so it is
+    not sent. The live object drifting away from it (an edit, a deletion) is seen by the child's
+    watch event, which drops the entry (`forget`) and marks the owner for a reconcile."""
+    return [c for c in desired if record.applied.get(ident(c)) != digest(c)]
+
+
+def forget(record: Any, kind: str, name: str) -> None:
+    record.applied.pop((kind, name), None)
 
 
 def owned_by(obj: Obj, uid: str) -> bool:

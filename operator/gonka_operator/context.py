@@ -51,6 +51,9 @@ class Record:
     apply_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     apply_error: str | None = None  # the API server refused a desired child (condition ApplyFailed)
     children: set[tuple[str, str]] = field(default_factory=set)  # (kind, name) seen with our owner ref
+    # (kind, name) -> digest of the desired object last applied successfully (children.changed): an
+    # apply of the same object again is skipped; a child's drift or deletion event drops its entry.
+    applied: dict[tuple[str, str], bytes] = field(default_factory=dict)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from gonka_operator import inference_node, network_node
 from gonka_operator.builders import hf_cache
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
 from gonka_operator.builders.onboarding import is_onboarding_pod
-from gonka_operator.children import NEVER_PRUNED, owned_by
+from gonka_operator.children import NEVER_PRUNED, forget, owned_by
 from gonka_operator.context import Context, Key, Record
 from gonka_operator.kube import KubeError
 from gonka_operator.registry import backoff
@@ -132,8 +132,11 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
                 ctx.repairs.mark("InferenceNode", key)
             if ctx.registries is not None:
                 await ctx.registries.mark(key)
+        if deleted:
+            forget(record, obj["kind"], obj["metadata"]["name"])  # applied again when desired
         if not record.body["metadata"].get("deletionTimestamp") and needs_reconcile(
                 inference_node.desired_for(ctx, record), obj, deleted, record.body["metadata"]["uid"]):
+            forget(record, obj["kind"], obj["metadata"]["name"])  # no longer what we applied: apply it
             logger.info("%s %s/%s of InferenceNode %s drifted; marked for reconcile", obj["kind"], namespace,
                         obj["metadata"]["name"], name)
             assert ctx.repairs is not None

@@ -16,7 +16,7 @@ from gonka_operator.builders import inference_node as build
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, Obj, Owner
 from gonka_operator.builders.pdb import build_pdb
 from gonka_operator.builders.policies import inference_node_policy
-from gonka_operator.children import ApplyRefused, apply_child, prune
+from gonka_operator.children import ApplyRefused, apply_child, changed, digest, ident, prune
 from gonka_operator.conditions import Cond, merge_conditions, now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key, key_of
 from gonka_operator.kube import KubeError
@@ -193,12 +193,19 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
         children = desired_for(ctx, record)
         # a change that restarts the serving ML pod waits for the Inference phase (disruption.py)
         now = await disruption.hold(ctx, key_of(body), record, children)
+        # only what differs from what this process last applied (an unchanged apply is still a write)
+        todo = changed(record, now)
         # independent objects: one round trip instead of three (the Service, which registration
         # names as the host, exists once this returns)
-        results = await asyncio.gather(*(apply_child(ctx, c) for c in now), return_exceptions=True)
+        results = await asyncio.gather(*(apply_child(ctx, c) for c in todo), return_exceptions=True)
         refused = [r for r in results if isinstance(r, ApplyRefused)]
         failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, ApplyRefused)]
-        for child, applied in zip(now, results, strict=True):
+        for child, result in zip(todo, results, strict=True):
+            if isinstance(result, dict):
+                record.applied[ident(child)] = digest(child)
+            else:  # refused or failed: sent again by the retry
+                record.applied.pop(ident(child), None)
+        for child, applied in zip(todo, results, strict=True):
             if child["kind"] == "Deployment" and isinstance(applied, dict) and (
                     record.deployment is None or record.deployment.get("replicas") != child["spec"]["replicas"]):
                 record.deployment = {"status": applied.get("status", {}),

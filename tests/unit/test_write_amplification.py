@@ -1,0 +1,143 @@
+"""Write amplification of an InferenceNode's reconcile (issue 13): an unchanged child is not applied
+again (an unchanged server-side apply is still a PATCH, counted as a write by the API server), a PoC
+window flip re-applies only the PodDisruptionBudget, the cache gate's 0 -> 1 re-applies only the
+Deployment; a child that drifted or was deleted is applied again. Kubernetes side recorded by
+tests/unit/fakekube.py."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from fakekube import FakeKube, context
+
+from gonka_operator import drift, inference_node
+from gonka_operator.admin.models import NodeEntry
+from gonka_operator.context import Context, InferenceRecord
+from gonka_operator.kube import KubeError
+from gonka_operator.poller import Registries, RegistryLoop
+from gonka_operator.registry import FINALIZER
+from gonka_operator.status import Facts
+
+URL = "http://gonka-api.ns.svc.cluster.local:9200"
+INFERENCE = {"current_phase": "Inference", "in_poc_window": False, "confirmation_poc_active": False,
+             "seconds_until_next_poc": 300, "should_be_online": False}
+POC = {**INFERENCE, "current_phase": "PoCGenerate", "in_poc_window": True, "seconds_until_next_poc": 0}
+
+
+def body(name: str, hf_cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "gonka.ai/v1alpha1", "kind": "InferenceNode",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1,
+                     "finalizers": [FINALIZER], "resourceVersion": "1"},
+        "spec": {"networkNodeRef": {"name": "gonka"}, "model": "Qwen/Qwen3-32B-FP8", "gpus": 1,
+                 "hardwareType": "H100", "hfCache": hf_cache or {"hostPath": "/mnt/shared"}},
+    }
+
+
+def setup(ctx: Context, name: str, **kw: Any) -> tuple[InferenceRecord, RegistryLoop]:
+    ctx.registries = Registries(ctx)
+    ctx.repairs = drift.Repairs(ctx)  # not started: marks are only recorded
+    loop = ctx.registries.loops[URL] = RegistryLoop(ctx, URL)
+    record = ctx.inference[("ns", name)] = InferenceRecord(body=body(name, **kw))
+    record.handled = record.finalized = True
+    record.admin_url = URL
+    poll(loop, INFERENCE)
+    return record, loop
+
+
+def poll(loop: RegistryLoop, timing: dict[str, Any]) -> None:
+    loop.snapshot = {k[1]: NodeEntry.model_validate({
+        "node": {"id": k[1], "host": f"{k[1]}-mlnode", "inference_port": 5050, "poc_port": 8080,
+                 "max_concurrent": 500, "models": {}, "hardware": []},
+        "state": {"current_status": "INFERENCE"},
+        "onboarding": {"timing": timing}}) for k in loop.ctx.inference}
+
+
+def kinds(kube: FakeKube) -> list[str]:
+    return sorted(kind for kind, _ in kube.applied)
+
+
+async def test_a_reconcile_of_an_unchanged_node_sends_no_apply() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    await inference_node.apply_children(ctx, record)
+    assert kinds(kube) == ["Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service"]
+    kube.applied.clear()
+    await inference_node.apply_children(ctx, record)  # e.g. kopf's update on a metadata-only change
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == []
+
+
+async def test_a_poc_window_flip_reapplies_only_the_pdb() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, loop = setup(ctx, "a")
+    record.registration = Facts(True, "Registered", "registered")  # only a registered node has a window
+    await inference_node.apply_children(ctx, record)
+    kube.applied.clear()
+    poll(loop, POC)
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == [("PodDisruptionBudget", "a-mlnode")]
+    kube.applied.clear()
+    poll(loop, INFERENCE)
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == [("PodDisruptionBudget", "a-mlnode")]
+
+
+async def test_registration_after_the_cache_gate_applies_the_deployment_once() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a", hf_cache={"size": "10Gi"})  # preload Job: replicas 0 until the cache is Ready
+    await inference_node.apply_children(ctx, record)
+    deployment = next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 0
+    job = next(name for kind, name in kube.applied if kind == "Job")
+    kube.applied.clear()
+    record.jobs[job] = {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    assert inference_node.cache_view(record).ready
+    await inference_node.apply_children(ctx, record)  # the cache became Ready: scale the ML pod up
+    assert kube.applied == [("Deployment", "a-mlnode")]
+    kube.applied.clear()
+    record.deployment = {"replicas": 1, "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                                                   "availableReplicas": 1}}  # the pod is up: registered next
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == []
+
+
+async def test_a_child_edited_or_deleted_behind_our_back_is_applied_again() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    await inference_node.apply_children(ctx, record)
+    desired = {c["kind"]: c for c in inference_node.desired_for(ctx, record)}
+    kube.applied.clear()
+
+    service = copy.deepcopy(desired["Service"])  # its own event, unchanged: nothing to do
+    await drift.on_child_event(ctx, "MODIFIED", service)
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == []
+
+    edited = copy.deepcopy(desired["NetworkPolicy"])  # someone edits a field we own
+    edited["spec"]["ingress"] = []
+    await drift.on_child_event(ctx, "MODIFIED", edited)
+    assert ("InferenceNode", ("ns", "a")) in ctx.repairs.pending  # type: ignore[union-attr]
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == [("NetworkPolicy", "a-mlnode")]
+    kube.applied.clear()
+
+    await drift.on_child_event(ctx, "DELETED", copy.deepcopy(desired["Service"]))
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == [("Service", "a-mlnode")]
+
+
+async def test_a_refused_child_is_sent_again_by_the_retry() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    kube.refuse[("Service", "a-mlnode")] = KubeError(422, "refused")
+    kube.refuse_dry_run[("Service", "a-mlnode")] = KubeError(422, "refused")
+    await inference_node.apply_children(ctx, record)
+    assert record.apply_error
+    kube.refuse.clear()
+    kube.refuse_dry_run.clear()
+    kube.applied.clear()
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied == [("Service", "a-mlnode")]
+    assert record.apply_error is None
