@@ -70,6 +70,8 @@ class InferenceRecord(Record):
     seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)
     handled: bool = False  # reconcile() has started for it in this process
     finalized: bool = False  # reconcile() made sure it carries our finalizer
+    status_at: float = 0.0  # monotonic time of the last status patch (inference_node.write_status)
+    status_task: asyncio.Task[None] | None = None  # the coalesced status write waiting for its window
 
 
 @dataclass

@@ -336,7 +336,40 @@ def compute_status(record: InferenceRecord) -> Obj:
 
 
 async def write_status(ctx: Context, record: InferenceRecord) -> None:
+    """Write the status if it changed: at once when the last write is `status_coalesce_seconds` old,
+    else once at the end of that window, with every fact known by then (one write instead of one per
+    intermediate reason; a later fact still gets its own write)."""
+    delay = ctx.settings.status_coalesce_seconds
+    if delay > 0 and context.reportable(record):
+        if record.status_task is not None and not record.status_task.done():
+            return  # the pending write computes the status when it runs: it carries this change too
+        wait = record.status_at + delay - time.monotonic()
+        if wait > 0:
+            record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record, wait))
+            return
+    await _write_now(ctx, record)
+
+
+async def _write_now(ctx: Context, record: InferenceRecord) -> None:
+    shown = record.status_written
     await context.write_status(ctx, record, KIND, compute_status)
+    if record.status_written is not shown:
+        record.status_at = time.monotonic()
+
+
+async def _write_later(ctx: Context, record: InferenceRecord, wait: float) -> None:
+    await asyncio.sleep(wait)
+    if ctx.inference.get(key_of(record.body)) is not record:
+        return  # forgotten (deleted) meanwhile
+    try:
+        await _write_now(ctx, record)
+    except KubeError as exc:
+        if exc.status == 404:
+            return  # the object is gone
+        retry = max(ctx.settings.status_coalesce_seconds, 5.0)
+        logger.warning("Status write of InferenceNode %s/%s failed (%s); again in %.0f s",
+                       *key_of(record.body), exc, retry)
+        record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record, retry))
 
 
 def children_label(name: str) -> dict[str, str]:

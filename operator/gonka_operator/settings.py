@@ -65,6 +65,11 @@ class Settings:
     # Re-read the InferenceNodes this often, to catch an update event the watch lost (no writes
     # unless one was lost). Env: GONKA_RESYNC_SECONDS.
     resync_seconds: float = 300.0
+    # An InferenceNode's status changes within this long after its last status write are written
+    # together, once, when the window ends, carrying every fact known by then (issue 13: a new node's
+    # WaitingForWorkload -> WorkloadAvailable -> Registered land within ~1 s). 0 = each at once.
+    # Env: GONKA_STATUS_COALESCE_SECONDS.
+    status_coalesce_seconds: float = 1.0
     # The Lease that lets one operator act at a time ("" = no leader election). The chart sets the
     # namespace to its own. Env: GONKA_LEASE_NAME, GONKA_LEASE_NAMESPACE.
     lease_name: str = "gonka-operator"
@@ -90,6 +95,7 @@ class Settings:
         s.metrics_address = env.get("GONKA_METRICS_ADDRESS", s.metrics_address)
         s.admin_timeout_seconds = float(env.get("GONKA_ADMIN_TIMEOUT_SECONDS", s.admin_timeout_seconds))
         s.resync_seconds = float(env.get("GONKA_RESYNC_SECONDS", s.resync_seconds))
+        s.status_coalesce_seconds = float(env.get("GONKA_STATUS_COALESCE_SECONDS", s.status_coalesce_seconds))
         s.lease_name = env.get("GONKA_LEASE_NAME", s.lease_name)
         s.lease_seconds = float(env.get("GONKA_LEASE_SECONDS", s.lease_seconds))
         s.lease_namespace = env.get("GONKA_LEASE_NAMESPACE", "") or _own_namespace() or s.lease_namespace

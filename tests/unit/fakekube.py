@@ -94,6 +94,7 @@ def _merge(target: Obj, patch: Obj) -> None:
 
 def context(admin: AdminClient, **settings: Any) -> tuple[Context, FakeKube]:
     kube = FakeKube()
+    settings.setdefault("status_coalesce_seconds", 0)  # each status write at once: tests see every one
     ctx = Context(settings=Settings(**settings), kube=kube, admin=admin)  # type: ignore[arg-type]
     ctx.leader.set()
     return ctx, kube

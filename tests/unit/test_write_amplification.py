@@ -141,3 +141,31 @@ async def test_a_refused_child_is_sent_again_by_the_retry() -> None:
     await inference_node.apply_children(ctx, record)
     assert kube.applied == [("Service", "a-mlnode")]
     assert record.apply_error is None
+
+
+async def test_status_facts_within_the_window_are_one_write_and_a_later_fact_its_own() -> None:
+    import asyncio
+
+    from gonka_operator.context import PENDING
+
+    ctx, kube = context(None, status_coalesce_seconds=0.3)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    assert record.registration.reason == PENDING
+    record.registration = Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
+    await inference_node.write_status(ctx, record)
+    assert len(kube.patches) == 1  # the first fact at once
+    record.deployment = {"replicas": 1, "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                                                   "availableReplicas": 1}}
+    await inference_node.write_status(ctx, record)  # the pod is up ...
+    record.registration = Facts(True, "Registered", "registered")
+    await inference_node.write_status(ctx, record)  # ... and registered, within the window
+    assert len(kube.patches) == 1
+    await asyncio.sleep(0.5)
+    assert len(kube.patches) == 2  # one write carrying both
+    status = kube.statuses[("ns", "a")]
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Registered"] == "True"
+    await asyncio.sleep(0.4)
+    record.registry = {"currentStatus": "INFERENCE"}  # a fact long after: its own write, at once
+    await inference_node.write_status(ctx, record)
+    assert len(kube.patches) == 3
