@@ -212,7 +212,9 @@ spec:
   model: Qwen/Qwen3-32B-FP8
   external: {host: 10.5.0.1, inferencePort: 5050, pocPort: 8080}
 """
-    kubectl.run("replace", "-n", namespace, "-f", "-", input=external)
+    # a client-side apply drops what the first apply set and this one lacks (gpus, hfCache, …), by
+    # PATCH: no resourceVersion race with the operator's own writes, as `kubectl replace` had
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=external)
     kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=merge",
                 "-p", '{"spec":{"explorer":{"enabled":false}}}')
     gone = {"Deployment/moving-mlnode", "Service/moving-mlnode", "NetworkPolicy/moving-mlnode",

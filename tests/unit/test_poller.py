@@ -239,3 +239,31 @@ async def test_resync_rehandles_a_node_whose_update_event_was_lost(admin: AdminC
     kube.listing = [current, {**stale, "metadata": {**stale["metadata"], "generation": 2}}]
     assert await inference_node.resync(ctx) == [("ns", "stale")]
     assert kube.touched == [("ns", "stale")]
+
+
+def _entry_with_countdown(seconds: int) -> "NodeEntry":
+    from gonka_operator.admin import NodeEntry
+    return NodeEntry.model_validate({
+        "node": {"id": "a", "host": "h", "inference_port": 5050, "poc_port": 8080, "max_concurrent": 500,
+                 "models": {"m": {"args": []}}},
+        "state": {"current_status": "INFERENCE", "intended_status": "INFERENCE"},
+        "onboarding": {"timing": {"current_phase": "Inference", "seconds_until_next_poc": seconds}}})
+
+
+def test_a_countdown_that_keeps_its_pace_within_tolerance_rewrites_nothing() -> None:
+    """The api's seconds-until-PoC becomes a moment; a halted or uneven chain makes that moment drift
+    with wall time. A drift within tolerance keeps the block as it was (no write every minute), a
+    real change of the estimate shows."""
+    from datetime import UTC, datetime, timedelta
+
+    from gonka_operator.poller import registry_block
+
+    now = datetime.now(UTC)
+    first = registry_block(_entry_with_countdown(3600), None, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    # the same countdown read 90 s later: the moment moved by 90 s
+    later = now + timedelta(seconds=90)
+    again = registry_block(_entry_with_countdown(3600), first, later.strftime("%Y-%m-%dT%H:%M:%SZ"), at=later)
+    assert again == first
+    # the estimate moved by half an hour: that is news
+    moved = registry_block(_entry_with_countdown(5400), first, later.strftime("%Y-%m-%dT%H:%M:%SZ"), at=later)
+    assert moved["onboarding"]["nextPoCAt"] != first["onboarding"]["nextPoCAt"]  # type: ignore[index]
