@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from fakekube import context, external_body, handled, network
 
-from gonka_operator.admin import AdminClient, create_http_client
-from gonka_operator.poller import Registries, RegistryLoop
+from gonka_operator.admin import AdminClient, NodeEntry, create_http_client
+from gonka_operator.poller import Registries, RegistryLoop, registry_block
 from gonka_operator.registry import FINALIZER
 from gonka_operator.simulator import Simulator, run_simulator
 from procs import free_port
@@ -241,8 +242,7 @@ async def test_resync_rehandles_a_node_whose_update_event_was_lost(admin: AdminC
     assert kube.touched == [("ns", "stale")]
 
 
-def _entry_with_countdown(seconds: int) -> "NodeEntry":
-    from gonka_operator.admin import NodeEntry
+def _entry_with_countdown(seconds: int) -> NodeEntry:
     return NodeEntry.model_validate({
         "node": {"id": "a", "host": "h", "inference_port": 5050, "poc_port": 8080, "max_concurrent": 500,
                  "models": {"m": {"args": []}}},
@@ -254,10 +254,6 @@ def test_a_countdown_that_keeps_its_pace_within_tolerance_rewrites_nothing() -> 
     """The api's seconds-until-PoC becomes a moment; a halted or uneven chain makes that moment drift
     with wall time. A drift within tolerance keeps the block as it was (no write every minute), a
     real change of the estimate shows."""
-    from datetime import UTC, datetime, timedelta
-
-    from gonka_operator.poller import registry_block
-
     now = datetime.now(UTC)
     first = registry_block(_entry_with_countdown(3600), None, now.strftime("%Y-%m-%dT%H:%M:%SZ"))
     # the same countdown read 90 s later: the moment moved by 90 s
