@@ -359,6 +359,8 @@ async def _write_now(ctx: Context, record: InferenceRecord) -> None:
 
 async def _write_later(ctx: Context, record: InferenceRecord, wait: float) -> None:
     await asyncio.sleep(wait)
+    # from here on a new fact starts a write of its own: this one may have computed its status already
+    record.status_task = None
     if ctx.inference.get(key_of(record.body)) is not record:
         return  # forgotten (deleted) meanwhile
     try:

@@ -169,3 +169,29 @@ async def test_status_facts_within_the_window_are_one_write_and_a_later_fact_its
     record.registry = {"currentStatus": "INFERENCE"}  # a fact long after: its own write, at once
     await inference_node.write_status(ctx, record)
     assert len(kube.patches) == 3
+
+
+async def test_a_fact_that_arrives_while_the_coalesced_write_is_sent_gets_written() -> None:
+    import asyncio
+
+    ctx, kube = context(None, status_coalesce_seconds=0.2)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    record.registration = Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
+    await inference_node.write_status(ctx, record)
+    record.registration = Facts(None, "WaitingForCache", "registered once the HF cache is Ready")
+    await inference_node.write_status(ctx, record)  # deferred
+    sent = asyncio.Event()
+    patch_status = kube.patch_status
+
+    async def slow_patch(*args: Any) -> None:
+        await patch_status(*args)
+        sent.set()
+        await asyncio.sleep(0.1)  # the API server takes its time to answer
+
+    kube.patch_status = slow_patch  # type: ignore[method-assign]
+    await sent.wait()  # the coalesced write is on the wire ...
+    record.registration = Facts(True, "Registered", "registered")
+    await inference_node.write_status(ctx, record)  # ... when the next fact arrives
+    await asyncio.sleep(0.6)
+    assert {c["type"]: c["reason"] for c in kube.statuses[("ns", "a")]["conditions"]}["Registered"] == "Registered"
