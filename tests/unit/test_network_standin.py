@@ -202,3 +202,29 @@ def test_cli_prints_every_address(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+async def test_broker_ignores_a_proxy_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traffic stays on the given targets: an HTTP(S)_PROXY/ALL_PROXY (common on CI machines) must
+    not carry the broker's checked requests, or the ML node's callbacks, to a proxy."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there: a proxied call fails
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    ml = MLNodeServer(load_seconds=0.05)
+    await ml.start()
+    try:
+        async with run_simulator(generation="latest", block_time=0, state_delay=0, broker_interval=0.1,
+                                 broker_retry=0.2) as sim, \
+                httpx.AsyncClient(base_url=sim.base_url, timeout=5, trust_env=False) as http:
+            sim.set_mlnode_version("")
+            body = {"id": "p1", "host": "127.0.0.1", "inference_port": ml.port, "poc_port": ml.port,
+                    "max_concurrent": 5, "models": {QWEN32: {"args": []}}}
+            assert (await http.post("/admin/v1/nodes", json=body)).status_code == 200
+
+            async def status() -> str:
+                return str((await http.get("/admin/v1/nodes")).json()[0]["state"]["current_status"])
+
+            await eventually(lambda: _equals(status, "INFERENCE"), 10, "INFERENCE without the proxy")
+    finally:
+        await ml.stop()

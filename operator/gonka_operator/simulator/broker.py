@@ -128,7 +128,9 @@ class Broker:
         self.status_interval = status_interval
         self._mlnode_version = mlnode_version
         self._checked: dict[str, float] = {}  # when a settled entry was last asked for its state
-        self.http = httpx.AsyncClient(timeout=timeout)
+        # trust_env=False: an HTTP(S)_PROXY in the environment would carry the checked request off
+        # loopback and outside --allow-targets
+        self.http = httpx.AsyncClient(timeout=timeout, trust_env=False)
         self._wake = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}
         self._next_try: dict[str, float] = {}

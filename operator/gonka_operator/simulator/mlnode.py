@@ -431,7 +431,8 @@ class MLNodeServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        self.node.http = httpx.AsyncClient(timeout=10)
+        # trust_env=False: no proxy from the environment, callbacks stay on the allowed targets
+        self.node.http = httpx.AsyncClient(timeout=10, trust_env=False)
         self._runner = web.AppRunner(build_app(self.node), handle_signals=False, access_log=None,
                                      shutdown_timeout=1.0)
         await self._runner.setup()
