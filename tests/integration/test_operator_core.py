@@ -263,11 +263,21 @@ def test_ml_node_waits_for_a_ready_network_node(operator: Operator, kubectl: Kub
     assert not any(e["type"] == "Warning" for e in events_of(kubectl, namespace, "early"))
     kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=json",
                 "-p", '[{"op":"remove","path":"/spec/scheduling/nodeSelector"}]')
-    # a StatefulSet does not replace a pod that never became Ready (kubernetes#67250): do it by hand
-    wait_for(lambda: "gonka.test/nowhere" not in str(kubectl.get("statefulset", "gonka-node", namespace)["spec"]),
-             30, "StatefulSet updated")
-    kubectl.run("delete", "pod", "gonka-node-0", "-n", namespace, "--wait=false")
-    wait_condition(kubectl, "inferencenode", "early", namespace, "Registered", "True", timeout=60)
+    # a StatefulSet does not replace a pod that never became Ready (kubernetes#67250): do it by hand,
+    # until the controller recreates it from the new revision (a delete before the controller saw
+    # the edit gives a pod of the old template again: the flake this loop removed)
+    def node_pod_from_new_template() -> bool:
+        pod = kubectl.get("pod", "gonka-node-0", namespace)
+        if not pod:
+            return False
+        if "gonka.test/nowhere" in str(pod["spec"].get("nodeSelector") or {}):
+            if not pod["metadata"].get("deletionTimestamp"):
+                kubectl.run("delete", "pod", "gonka-node-0", "-n", namespace, "--wait=false", check=False)
+            return False
+        return True
+
+    wait_for(node_pod_from_new_template, 60, "node pod recreated without the nodeSelector")
+    wait_condition(kubectl, "inferencenode", "early", namespace, "Registered", "True", timeout=90)
 
 
 def test_two_operators_only_one_acts(cluster: object, crds: None, kubectl: Kubectl, standin: StandIn,
