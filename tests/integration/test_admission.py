@@ -30,7 +30,7 @@ def test_node_id_is_immutable(kubectl: Kubectl, crds: None, namespace: str) -> N
 apiVersion: gonka.ai/v1alpha1
 kind: InferenceNode
 metadata: {name: fixed-id}
-spec: {adminURL: "http://10.0.0.5:9200", model: m, nodeId: first, external: {host: 10.0.0.21}}
+spec: {adminURL: "http://127.0.0.1:9", model: m, nodeId: first, external: {host: 127.0.0.1}}
 """
     kubectl.run("create", "-n", namespace, "-f", "-", input=manifest)
     proc = kubectl.run("patch", "inferencenode", "fixed-id", "-n", namespace, "--type=merge",
@@ -42,16 +42,16 @@ MOVABLE = """
 apiVersion: gonka.ai/v1alpha1
 kind: InferenceNode
 metadata: {name: pinned}
-spec: {%s, model: m, external: {host: 10.0.0.21}}
+spec: {%s, model: m, external: {host: 127.0.0.1}}
 """
 
 
 @pytest.mark.parametrize(("start", "patch", "field"), [
     ("networkNodeRef: {name: a}", '{"spec":{"networkNodeRef":{"name":"b"}}}', "spec.networkNodeRef"),
-    ('adminURL: "http://10.0.0.5:9200"', '{"spec":{"adminURL":"http://10.0.0.6:9200"}}', "spec.adminURL"),
-    ("networkNodeRef: {name: a}", '{"spec":{"networkNodeRef":null,"adminURL":"http://10.0.0.6:9200"}}',
+    ('adminURL: "http://127.0.0.1:9"', '{"spec":{"adminURL":"http://127.0.0.1:10"}}', "spec.adminURL"),
+    ("networkNodeRef: {name: a}", '{"spec":{"networkNodeRef":null,"adminURL":"http://127.0.0.1:10"}}',
      "spec.networkNodeRef"),
-    ('adminURL: "http://10.0.0.5:9200"', '{"spec":{"adminURL":null,"networkNodeRef":{"name":"a"}}}', "spec.adminURL"),
+    ('adminURL: "http://127.0.0.1:9"', '{"spec":{"adminURL":null,"networkNodeRef":{"name":"a"}}}', "spec.adminURL"),
 ], ids=["ref", "url", "ref-to-url", "url-to-ref"])
 def test_network_node_and_admin_url_are_immutable(start: str, patch: str, field: str, kubectl: Kubectl, crds: None,
                                                   namespace: str) -> None:
@@ -70,7 +70,7 @@ apiVersion: gonka.ai/v1alpha1
 kind: InferenceNode
 metadata: {name: current}
 spec:
-  adminURL: "http://10.0.0.5:9200"
+  adminURL: "http://127.0.0.1:9"
   model: MiniMaxAI/MiniMax-M2.7
   modelOverride: {hfRepo: host/custom-minimax, hfCommit: 0123456789abcdef0123456789abcdef01234567}
   args: ["--model-impl", "vllm", "--max-model-len=4096"]
