@@ -26,6 +26,7 @@ containerd -> leftover shims -> kube-proxy/kube-router and their `--cleanup` mod
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -65,7 +66,8 @@ STATE_FILE = "realnode.json"
 SYSTEM_PATHS = ("/var/lib/gonka-real-0", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet", "/run/netns",
                 "/run/containerd/s", "/run/containerd", "/var/lib/cni/networks", "/var/lib/cni", "/etc/cni/net.d",
                 "/etc/cni", "/opt/cni")
-OWNER_FILE = Path("/run/gonka-realnode.owner")
+OWNER_FILE = Path("/run/gonka-realnode.owner")  # "<cluster dir>\n<pid of the claiming process>\n"
+OWNER_LOCK = Path("/run/gonka-realnode.lock")
 # Unix sockets (containerd's, the kubelet's pod-resources and plugin ones) must have short paths
 # (108 bytes): they and the kubelet's root dir live here, not under a possibly long cluster dir.
 RUN_DIR = Path("/var/lib/gonka-real-0")  # one real node per machine: cni0 and iptables are global
@@ -381,6 +383,30 @@ def system_manifests(coredns_image: str) -> list[dict[str, Any]]:
 # ---- the node ----------------------------------------------------------------------------------
 
 
+def read_owner() -> tuple[Path, int] | None:
+    """The cluster dir and claiming pid in OWNER_FILE (pid 0 when an older file has none)."""
+    try:
+        lines = OWNER_FILE.read_text().split()
+    except OSError:
+        return None
+    if not lines:
+        return None
+    return Path(lines[0]), int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else 0
+
+
+def owner_alive(workdir: Path, pid: int) -> bool:
+    if pid > 0:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            return True
+    stale = RealNode.from_state(workdir)
+    return stale is not None and any(p.alive() for p in stale.procs)
+
+
 @dataclass
 class RealNode:
     """containerd + kubelet + kube-proxy + kube-router for node `real-0`, files under `workdir/real-0`."""
@@ -429,19 +455,38 @@ class RealNode:
         return self
 
     def _claim_machine(self) -> None:
-        if OWNER_FILE.exists():
-            other = Path(OWNER_FILE.read_text().strip())
-            if other != self.workdir:
-                stale = RealNode.from_state(other)
-                if stale is not None and any(p.alive() for p in stale.procs):
-                    raise ClusterError(f"a real node is already running on this machine (cluster dir {other}); "
-                                       f"stop it first: python -m gonka_operator.devcluster down --dir {other}")
-                _say(f"cleaning up what a dead real node (cluster dir {other}) left behind")
-                dead = stale or RealNode(other, self.bin_dir)
-                dead.claimed = True
-                dead.stop()
-        OWNER_FILE.write_text(f"{self.workdir}\n")
-        self.claimed = True
+        """Take the machine for this node (cni0, iptables and the run dir are global).
+
+        A live real node of another cluster dir fails the start at once, or is waited for up to
+        `GONKA_REAL_NODE_WAIT` seconds (two `make test` on one machine: the second waits, with a
+        heartbeat). Check-and-claim runs under a flock, and the owner file names the claiming
+        process too, so a node still starting (no procs recorded yet) is not taken for dead.
+        """
+        wait = float(os.environ.get("GONKA_REAL_NODE_WAIT") or 0)
+        started = time.monotonic()
+        last_said = 0.0
+        while True:
+            with OWNER_LOCK.open("a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                owner = read_owner()
+                if owner is None or owner[0] == self.workdir or not owner_alive(*owner):
+                    if owner is not None and owner[0] != self.workdir:
+                        _say(f"cleaning up what a dead real node (cluster dir {owner[0]}) left behind")
+                        dead = RealNode.from_state(owner[0]) or RealNode(owner[0], self.bin_dir)
+                        dead.claimed = True
+                        dead.stop()
+                    OWNER_FILE.write_text(f"{self.workdir}\n{os.getpid()}\n")
+                    self.claimed = True
+                    return
+            waited = time.monotonic() - started
+            if waited >= wait:
+                raise ClusterError(f"a real node is already running on this machine (cluster dir {owner[0]}); "
+                                   f"stop it first: python -m gonka_operator.devcluster down --dir {owner[0]} "
+                                   "(or set GONKA_REAL_NODE_WAIT=<seconds> to wait for it)")
+            if waited - last_said >= 30:
+                _say(f"waiting for the real node of {owner[0]} to stop ({waited:.0f}/{wait:.0f} s)")
+                last_said = waited
+            time.sleep(5)
 
     def _step(self, name: str, started: float) -> None:
         self.timings[name] = round(time.monotonic() - started, 1)
@@ -643,7 +688,8 @@ class RealNode:
         self._restore_sysctls()
         self._clean_files()
         with contextlib.suppress(OSError):
-            if OWNER_FILE.read_text().strip() == str(self.workdir):
+            owner = read_owner()
+            if owner is not None and owner[0] == self.workdir:
                 OWNER_FILE.unlink()
         self.procs = []
         with contextlib.suppress(OSError):
