@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import pytest
 
+from gonka_operator.builders.mlnode_proxy import render_nginx_conf
 from helpers import wait_for
 
 VENV_BIN = Path(sys.executable).parent
@@ -173,6 +175,24 @@ class Nginx(ManagedProcess):
             return True
 
         wait_for(listening, 20, lambda: f"nginx on {self.ports}: {self.log_tail()}")
+
+
+def nginx_or_skip() -> str:
+    binary = find_nginx()
+    if binary is None:
+        pytest.skip("nginx is not installed and `bash hack/install-apt.sh nginx` could not install it")
+    return binary
+
+
+class MLProxy(Nginx):
+    """The ML pod's routing proxy on loopback: Debian nginx with the operator's rendered config
+    (`builders/mlnode_proxy.render_nginx_conf`) in front of an ML stand-in on `upstream_port`."""
+
+    def __init__(self, upstream_port: int, log_dir: Path) -> None:
+        self.management_port, self.inference_port = free_port(), free_port()
+        config = render_nginx_conf(upstream=f"127.0.0.1:{upstream_port}", management_listen=self.management_port,
+                                   inference_listen=self.inference_port)
+        super().__init__(nginx_or_skip(), config, log_dir, [self.management_port, self.inference_port])
 
 
 class StandIn(ManagedProcess):

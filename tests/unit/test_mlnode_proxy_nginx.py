@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gonka_operator.builders.mlnode_proxy import render_nginx_conf
 from helpers import wait_for
-from procs import MLStandIn, Nginx, find_nginx, free_port
+from procs import MLProxy, MLStandIn
 
 VERSIONS = ("v3.0.8", "v3.0.12-post3", "v4.1.0")
 QWEN32 = "Qwen/Qwen3-32B-FP8"
@@ -36,13 +35,8 @@ def ml(logs: Path) -> Iterator[MLStandIn]:
 @pytest.fixture(scope="module")
 def proxy(ml: MLStandIn, logs: Path) -> Iterator[tuple[str, str]]:
     """(management URL, inference URL) of an nginx in front of `ml`."""
-    binary = find_nginx()
-    if binary is None:
-        pytest.skip("nginx is not installed and `bash hack/install-apt.sh nginx` could not install it")
-    mgmt, inference = free_port(), free_port()
-    config = render_nginx_conf(upstream=f"127.0.0.1:{ml.port}", management_listen=mgmt, inference_listen=inference)
-    with Nginx(binary, config, logs, [mgmt, inference]):
-        yield f"http://127.0.0.1:{mgmt}", f"http://127.0.0.1:{inference}"
+    with MLProxy(ml.port, logs) as nginx:
+        yield f"http://127.0.0.1:{nginx.management_port}", f"http://127.0.0.1:{nginx.inference_port}"
 
 
 def last_path(ml: MLStandIn) -> str:

@@ -19,9 +19,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from gonka_operator.builders.mlnode_proxy import render_nginx_conf
 from helpers import wait_for
-from procs import MLStandIn, Nginx, StandIn, find_nginx, free_port
+from procs import MLProxy, MLStandIn, StandIn, free_port
 
 QWEN32 = "Qwen/Qwen3-32B-FP8"
 VERSION = "v3.0.8"
@@ -40,13 +39,8 @@ def ml(logs: Path) -> Iterator[MLStandIn]:
 
 @pytest.fixture(scope="module")
 def proxy(ml: MLStandIn, logs: Path) -> Iterator[tuple[int, int]]:
-    binary = find_nginx()
-    if binary is None:
-        pytest.skip("nginx is not installed and `bash hack/install-apt.sh nginx` could not install it")
-    mgmt, inference = free_port(), free_port()
-    config = render_nginx_conf(upstream=f"127.0.0.1:{ml.port}", management_listen=mgmt, inference_listen=inference)
-    with Nginx(binary, config, logs, [mgmt, inference]):
-        yield mgmt, inference
+    with MLProxy(ml.port, logs) as nginx:
+        yield nginx.management_port, nginx.inference_port
 
 
 @pytest.fixture(scope="module")
