@@ -8,17 +8,15 @@ up`) instead of starting one, and leaves it running afterwards.
 from __future__ import annotations
 
 import os
-import re
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client
 
 from conditions import operator_env
 from gonka_operator.devcluster import LocalCluster
+from helpers import fresh_namespace
 from procs import Kubectl, Operator, StandIn
 
 CLUSTER_FIXTURES = {"cluster", "kubeconfig", "api_client", "namespace"}
@@ -62,14 +60,8 @@ def api_client(cluster: LocalCluster) -> Iterator[Any]:
 @pytest.fixture
 def namespace(api_client: Any, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace named after the test, deleted (without waiting) afterwards."""
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
-    name = f"{slug}-{uuid.uuid4().hex[:6]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name, "labels": {"gonka.test/namespace": "true"}}})
-    try:
+    with fresh_namespace(api_client, request.node.name) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 # --- the real processes the operator tests need: kubectl, CRDs, the admin-API stand-in, the operator

@@ -6,9 +6,14 @@ the failure says what was last observed, so a red test explains itself.
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from collections.abc import Callable
-from typing import TypeVar
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from kubernetes import client
 
 T = TypeVar("T")
 
@@ -59,3 +64,16 @@ def holds_for(predicate: Callable[[], object], seconds: float, describe: str | C
         if time.monotonic() >= deadline:
             return
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def fresh_namespace(api_client: Any, test_name: str, prefix: str = "", slug_length: int = 40) -> Iterator[str]:
+    """A namespace named after the test (plus a random suffix), deleted without waiting afterwards."""
+    slug = re.sub(r"[^a-z0-9]+", "-", test_name.lower()).strip("-")[:slug_length].strip("-")
+    name = f"{prefix}{slug}-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name, "labels": {"gonka.test/namespace": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name)

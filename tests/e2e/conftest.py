@@ -10,7 +10,6 @@ private control plane plus the real node, once, and stops it (leaving the machin
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +21,7 @@ from realnode_tools import real_node_bin_dir
 
 from gonka_operator.devcluster import LocalCluster
 from gonka_operator.devcluster.realnode import unavailable_reason
+from helpers import fresh_namespace
 from procs import Kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +67,8 @@ def e2e_kubectl(real_cluster: LocalCluster) -> Kubectl:
 
 @pytest.fixture
 def e2e_namespace(e2e_api: Any, request: pytest.FixtureRequest) -> Iterator[str]:
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:30].strip("-")
-    name = f"e2e-{slug}-{uuid.uuid4().hex[:5]}"
-    core = client.CoreV1Api(e2e_api)
-    core.create_namespace({"metadata": {"name": name, "labels": {"gonka.test/namespace": "true"}}})
-    try:
+    with fresh_namespace(e2e_api, request.node.name, prefix="e2e-", slug_length=30) as name:
         yield name
-    finally:
-        core.delete_namespace(name)
 
 
 @pytest.fixture(scope="session")
