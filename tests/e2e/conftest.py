@@ -20,7 +20,7 @@ from kubernetes import client
 from realnode_tools import real_node_bin_dir
 
 from gonka_operator.devcluster import LocalCluster
-from gonka_operator.devcluster.realnode import unavailable_reason
+from gonka_operator.devcluster.machine import unavailable_reason
 from helpers import fresh_namespace
 from procs import Kubectl
 

@@ -16,7 +16,8 @@ from kubernetes import client
 
 from gonka_operator.devcluster import LocalCluster
 from gonka_operator.devcluster.images import Image, role_images
-from gonka_operator.devcluster.realnode import NODE_SELECTOR, TOLERATION, host_ip
+from gonka_operator.devcluster.machine import host_ip
+from gonka_operator.devcluster.node_config import NODE_SELECTOR, TOLERATION
 from helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]

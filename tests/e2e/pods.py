@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from gonka_operator.devcluster.realnode import NODE_SELECTOR, TOLERATION
+from gonka_operator.devcluster.node_config import NODE_SELECTOR, TOLERATION
 from helpers import wait_for
 
 # A probe: connect (and for HTTP, GET) with a 4 s timeout, again every 0.5 s while it fails, for up to

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from realnode_tools import real_node_bin_dir
 
-from gonka_operator.devcluster.realnode import NODE_NAME, TOLERATION, machine_snapshot, owner_alive, read_owner
+from gonka_operator.devcluster.machine import machine_snapshot
+from gonka_operator.devcluster.node_config import NODE_NAME, TOLERATION
+from gonka_operator.devcluster.realnode import owner_alive, read_owner
 
 
 def _devcluster(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

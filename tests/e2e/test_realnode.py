@@ -13,7 +13,7 @@ from pods import api, deny_all_ingress, probe, run_to_completion, start_server
 
 from gonka_operator.devcluster import LocalCluster
 from gonka_operator.devcluster.images import Image, toolbox_image
-from gonka_operator.devcluster.realnode import GPU_COUNT, NODE_NAME, TAINT
+from gonka_operator.devcluster.node_config import GPU_COUNT, NODE_NAME, TAINT
 from helpers import wait_for
 
 

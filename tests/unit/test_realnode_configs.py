@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from gonka_operator.devcluster import images, realnode
+from gonka_operator.devcluster import images, machine, node_config
 from gonka_operator.devcluster.certs import Pki
 
 
 def test_containerd_config_restricts_oom_score_adj_and_uses_cgroupfs(tmp_path: Path) -> None:
-    cfg = tomllib.loads(realnode.containerd_config(tmp_path, "localhost/pause:x", tmp_path / "bin"))
+    cfg = tomllib.loads(node_config.containerd_config(tmp_path, "localhost/pause:x", tmp_path / "bin"))
     cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["restrict_oom_score_adj"] is True  # else: "can't get final child's PID from pipe: EOF"
     assert cri["sandbox_image"] == "localhost/pause:x"
@@ -29,18 +29,18 @@ def test_containerd_config_restricts_oom_score_adj_and_uses_cgroupfs(tmp_path: P
 
 
 def test_kubelet_config_keeps_dns_inside_and_taints_the_node(tmp_path: Path) -> None:
-    cfg = realnode.kubelet_config(tmp_path, Pki(tmp_path), "192.0.2.2", 10250, 10248)
+    cfg = node_config.kubelet_config(tmp_path, Pki(tmp_path), "192.0.2.2", 10250, 10248)
     assert cfg["cgroupDriver"] == "cgroupfs" and cfg["failCgroupV1"] is False
     assert cfg["resolvConf"] == ""  # no pod inherits the host's resolver
-    assert cfg["clusterDNS"] == [realnode.DNS_SERVICE_IP]
-    assert cfg["registerWithTaints"] == [realnode.TAINT]
-    assert "forward" not in realnode.COREFILE
+    assert cfg["clusterDNS"] == [node_config.DNS_SERVICE_IP]
+    assert cfg["registerWithTaints"] == [node_config.TAINT]
+    assert "forward" not in node_config.COREFILE
 
 
 def test_cni_config_bridges_without_masquerade(tmp_path: Path) -> None:
-    bridge = realnode.cni_config(tmp_path)["plugins"][0]
-    assert bridge["bridge"] == realnode.BRIDGE and bridge["ipMasq"] is False
-    assert bridge["ipam"]["ranges"] == [[{"subnet": realnode.POD_CIDR}]]
+    bridge = node_config.cni_config(tmp_path)["plugins"][0]
+    assert bridge["bridge"] == node_config.BRIDGE and bridge["ipMasq"] is False
+    assert bridge["ipam"]["ranges"] == [[{"subnet": node_config.POD_CIDR}]]
     assert bridge["ipam"]["dataDir"].startswith(str(tmp_path))
 
 
@@ -83,6 +83,6 @@ def test_content_hash_follows_the_files(tmp_path: Path) -> None:
 
 
 def test_without_root_the_reason_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(realnode.os, "geteuid", lambda: 1000)
-    reason = realnode.unavailable_reason()
+    monkeypatch.setattr(machine.os, "geteuid", lambda: 1000)
+    reason = machine.unavailable_reason()
     assert reason is not None and "root" in reason and "\n" not in reason

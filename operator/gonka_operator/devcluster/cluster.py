@@ -21,8 +21,9 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from .certs import SERVICE_CIDR, Pki, generate_pki, write_kubeconfig
+from .machine import host_ip
 from .procs import ClusterError, Proc, _cmdline, free_ports, https_context, probe, spawn, stop_all, wait_until
-from .realnode import RealNode, host_ip
+from .realnode import RealNode
 from .tools import data_file, find_bin_dir
 
 STAGE_FILES = (

@@ -1,5 +1,8 @@
 """The real node `real-0`: containerd + kubelet + kube-proxy + kube-router's firewall + CoreDNS.
 
+This module starts and stops it; its names and configuration files are in node_config.py, what it
+changes on the machine (and how to look at that) in machine.py.
+
 Beside the kwok nodes, pods scheduled here really run: from images imported into containerd, with a
 veth on the `cni0` bridge, Services through kube-proxy's iptables rules, cluster DNS from a CoreDNS
 pod, and NetworkPolicies enforced by kube-router (firewall only). The node is tainted
@@ -29,10 +32,8 @@ import contextlib
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,338 +47,45 @@ from kubernetes.client.exceptions import ApiException
 
 from . import images
 from .certs import SERVICE_CIDR, Pki, issue_client_cert, issue_serving_cert, write_kubeconfig
+from .machine import (
+    GUARD_CHAIN,
+    SYSTEM_PATHS,
+    descendants,
+    host_ip,
+    mounts,
+    ours,
+    read_sysctls,
+    sh,
+    split_rule,
+    sysctl_path,
+    unavailable_reason,
+)
+from .node_config import (
+    BRIDGE,
+    CGROUP_ROOT,
+    GPU_COUNT,
+    KWOK_POD_CIDR,
+    NODE_NAME,
+    POD_CIDR,
+    RUN_DIR,
+    TAINT,
+    cni_config,
+    containerd_config,
+    kube_proxy_config,
+    kubelet_config,
+    system_manifests,
+)
 from .procs import ClusterError, Proc, free_ports, probe, spawn, stop_all, wait_until
 
-NODE_NAME = "real-0"
-POD_CIDR = "10.88.0.0/24"
-KWOK_POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs: never routed anywhere
-DNS_SERVICE_IP = "10.96.0.10"
-CLUSTER_DOMAIN = "cluster.local"
-TAINT = {"key": "gonka.ai/real-node", "value": "true", "effect": "NoSchedule"}
-TOLERATION = {"key": TAINT["key"], "operator": "Equal", "value": TAINT["value"], "effect": TAINT["effect"]}
-NODE_SELECTOR = {"kubernetes.io/hostname": NODE_NAME}
-GPU_COUNT = 8
-BRIDGE = "cni0"
-GUARD_CHAIN = "GONKA-REALNODE-GUARD"
-CGROUP_ROOT = "gonka-real-0"
 STATE_FILE = "realnode.json"
-# Directories the kubelet, containerd or the CNI plugins may create outside the cluster dir whatever
-# their configuration; those absent before the start are removed (when empty) by stop().
-SYSTEM_PATHS = ("/var/lib/gonka-real-0", "/var/log/containers", "/var/log/pods", "/var/lib/kubelet", "/run/netns",
-                "/run/containerd/s", "/run/containerd", "/var/lib/cni/networks", "/var/lib/cni", "/etc/cni/net.d",
-                "/etc/cni", "/opt/cni")
 OWNER_FILE = Path("/run/gonka-realnode.owner")  # "<cluster dir>\n<pid of the claiming process>\n"
 OWNER_LOCK = Path("/run/gonka-realnode.lock")
-# Unix sockets (containerd's, the kubelet's pod-resources and plugin ones) must have short paths
-# (108 bytes): they and the kubelet's root dir live here, not under a possibly long cluster dir.
-RUN_DIR = Path("/var/lib/gonka-real-0")  # one real node per machine: cni0 and iptables are global
 NODE_BINARIES = ("kubelet", "kube-proxy", "crictl", "bridge", "host-local", "loopback", "portmap", "coredns",
                  "kube-router")
-# Values the kubelet, kube-proxy and the CNI plugins may change; restored by stop().
-SYSCTLS = (
-    "net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding", "net.ipv4.conf.default.forwarding",
-    "net.ipv6.conf.all.forwarding", "net.ipv4.conf.all.route_localnet",
-    "kernel.panic", "kernel.panic_on_oops", "vm.overcommit_memory", "vm.panic_on_oom",
-    "kernel.keys.root_maxkeys", "kernel.keys.root_maxbytes",
-    "net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables",
-    "net.netfilter.nf_conntrack_max", "net.netfilter.nf_conntrack_tcp_timeout_established",
-    "net.netfilter.nf_conntrack_tcp_timeout_close_wait", "net.netfilter.nf_conntrack_tcp_be_liberal",
-)
 
 
 def _say(msg: str) -> None:
     print(f"realnode: {msg}", file=sys.stderr, flush=True)
-
-
-def _sysctl_path(name: str) -> Path:
-    return Path("/proc/sys") / name.replace(".", "/")
-
-
-def read_sysctls() -> dict[str, str]:
-    values = {}
-    for name in SYSCTLS:
-        with contextlib.suppress(OSError):
-            values[name] = _sysctl_path(name).read_text().strip()
-    return values
-
-
-def host_ip() -> str:
-    """The first global IPv4 address of this machine (pods reach the API server there)."""
-    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], stdout=subprocess.PIPE,
-                         text=True, check=False).stdout
-    for line in out.splitlines():
-        m = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", line)
-        if m and not line.split()[1].startswith(("cni", "veth", "docker")):
-            return m.group(1)
-    raise ClusterError("no global IPv4 address on this machine: the real node needs one for the API server")
-
-
-def unavailable_reason() -> str | None:
-    """Why a real node cannot run here (None: it can)."""
-    if sys.platform != "linux":
-        return "the real node needs Linux"
-    if os.geteuid() != 0:
-        return "the real node needs root (containerd, network namespaces, iptables)"
-    if not Path("/proc/self/ns/net").exists():
-        return "no network namespaces on this machine"
-    missing = [b for b in ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ipset", "ip")
-               if shutil.which(b) is None]
-    if missing:
-        return f"missing {', '.join(missing)}: run `bash hack/install-apt.sh realnode`"
-    return None
-
-
-def _sh(argv: Sequence[str], check: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-                         timeout=timeout)
-    if check and out.returncode != 0:
-        raise ClusterError(f"{' '.join(argv)} failed (code {out.returncode}): {out.stdout[-2000:]}")
-    return out
-
-
-# ---- what the machine looks like (cleanliness is checked against this) -------------------------
-
-
-def machine_snapshot() -> dict[str, list[str]]:
-    """Everything a real node can leave behind, as sorted lists (compare before `up` and after `down`)."""
-    ours = ("containerd", "kubelet", "kube-proxy", "kube-router", "coredns", "pause", "crictl")
-    procs = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                comm = (entry / "comm").read_text().strip()
-                if comm.startswith(ours):
-                    procs.append(comm)
-    mounts = [ln.split()[1] for ln in Path("/proc/self/mounts").read_text().splitlines()]
-    chains: list[str] = []
-    for tool in ("iptables-save", "ip6tables-save"):
-        if shutil.which(tool):
-            table = ""
-            for line in _sh([tool]).stdout.splitlines():
-                if line.startswith("*"):
-                    table = line[1:]
-                elif line.startswith(":") and line.split()[1] == "-":
-                    # A chain someone made (built-in chains, listed as ":NAME POLICY", exist as soon as
-                    # anything creates their table, and iptables cannot remove a table).
-                    chains.append(f"{tool}:{table}:{line[1:].split()[0]}")
-                elif line.startswith(":") and line.split()[1] != "ACCEPT":
-                    chains.append(f"{tool}:{table}:{line}")  # a changed policy counts
-                elif line.startswith("-A"):
-                    chains.append(f"{tool}:{table}:{line}")
-    ipsets = _sh(["ipset", "list", "-n"]).stdout.split() if shutil.which("ipset") else []
-    links = [ln.split(":")[1].strip().split("@")[0] for ln in _sh(["ip", "-o", "link"]).stdout.splitlines()
-             if ":" in ln]
-    netns = sorted(p.name for p in Path("/run/netns").iterdir()) if Path("/run/netns").is_dir() else []
-    cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CGROUP_ROOT}"))
-    paths = sorted(p for p in SYSTEM_PATHS if Path(p).exists())
-    return {
-        "processes": sorted(procs),
-        "mounts": sorted(mounts),
-        "iptables": sorted(chains),
-        "ipsets": sorted(ipsets),
-        "links": sorted(links),
-        "netns": netns,
-        "cgroups": cgroups,
-        "paths": paths,
-        "sysctls": sorted(f"{k}={v}" for k, v in read_sysctls().items()),
-    }
-
-
-# ---- configuration files -----------------------------------------------------------------------
-
-
-def containerd_config(d: Path, sandbox_image: str, cni_bin: Path) -> str:
-    return f"""version = 2
-root = "{d / 'containerd' / 'root'}"
-state = "{d / 'containerd' / 'state'}"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-                    "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs",
-                    "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-
-[grpc]
-  address = "{RUN_DIR / 'containerd.sock'}"
-
-[ttrpc]
-  address = "{RUN_DIR / 'containerd.sock.ttrpc'}"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d / 'containerd' / 'opt'}"
-
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{sandbox_image}"
-  # Without CAP_SYS_RESOURCE (this VM) runc cannot lower oom_score_adj below containerd's own.
-  restrict_oom_score_adj = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  enable_selinux = false
-  disable_apparmor = true
-  max_concurrent_downloads = 1
-  # Pod network namespaces under the state dir, not /run/netns.
-  netns_mounts_under_state_dir = true
-
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = "{d / 'containerd' / 'state' / 'runc'}"
-
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{cni_bin}"
-    conf_dir = "{d / 'cni' / 'net.d'}"
-    max_conf_num = 1
-"""
-
-
-def cni_config(d: Path) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "gonka-real-0",
-        "plugins": [
-            {
-                "type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-                "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_CIDR}]],
-                         "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(d / "cni" / "ipam")},
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }
-
-
-def kubelet_config(d: Path, pki: Pki, node_ip: str, port: int, healthz_port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "address": node_ip,
-        "port": port,
-        "readOnlyPort": 0,
-        "healthzBindAddress": "127.0.0.1",
-        "healthzPort": healthz_port,
-        "tlsCertFile": str(pki.client_cert("kubelet-serving")),
-        "tlsPrivateKeyFile": str(pki.client_key("kubelet-serving")),
-        "authentication": {"anonymous": {"enabled": False}, "webhook": {"enabled": False},
-                           "x509": {"clientCAFile": str(pki.ca_cert)}},
-        "authorization": {"mode": "AlwaysAllow"},
-        "cgroupDriver": "cgroupfs",
-        "cgroupRoot": f"/{CGROUP_ROOT}",
-        "failCgroupV1": False,
-        "failSwapOn": False,
-        "containerRuntimeEndpoint": f"unix://{RUN_DIR / 'containerd.sock'}",
-        "clusterDNS": [DNS_SERVICE_IP],
-        "clusterDomain": CLUSTER_DOMAIN,
-        # No pod inherits the host's resolver: DNS stays inside the cluster.
-        "resolvConf": "",
-        "podLogsDir": str(d / "pod-logs"),
-        "registerWithTaints": [TAINT],
-        "rotateCertificates": False,
-        "serverTLSBootstrap": False,
-        "maxPods": 110,
-        "serializeImagePulls": False,
-        # Nothing is pulled: never garbage-collect the imported images, never evict for a full disk.
-        "imageGCHighThresholdPercent": 100,
-        "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%", "imagefs.available": "1%",
-                         "nodefs.inodesFree": "1%"},
-        "nodeStatusUpdateFrequency": "5s",
-        "syncFrequency": "10s",
-        "fileCheckFrequency": "20s",
-        "shutdownGracePeriod": "0s",
-        "containerLogMaxSize": "10Mi",
-    }
-
-
-def kube_proxy_config(kubeconfig: Path, healthz_port: int, metrics_port: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-        "kind": "KubeProxyConfiguration",
-        "clientConnection": {"kubeconfig": str(kubeconfig)},
-        "hostnameOverride": NODE_NAME,
-        "mode": "iptables",
-        "clusterCIDR": POD_CIDR,
-        "healthzBindAddress": f"127.0.0.1:{healthz_port}",
-        "metricsBindAddress": f"127.0.0.1:{metrics_port}",
-        "nodePortAddresses": ["primary"],
-        # 0 = leave the conntrack sysctls as they are.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"masqueradeAll": False, "syncPeriod": "30s", "minSyncPeriod": "1s"},
-    }
-
-
-COREFILE = f""".:53 {{
-    errors
-    health :8080
-    ready :8181
-    kubernetes {CLUSTER_DOMAIN} in-addr.arpa ip6.arpa {{
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-        ttl 5
-    }}
-    cache 5
-    loadbalance
-}}
-"""
-# No `forward`: names outside the cluster are refused, never sent to an outside resolver.
-
-
-def system_manifests(coredns_image: str) -> list[dict[str, Any]]:
-    """CoreDNS (Deployment + kube-dns Service) and the RBAC of CoreDNS and kube-router."""
-    labels = {"k8s-app": "kube-dns"}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": "kube-system"}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "gonka:coredns"},
-         "rules": [{"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"],
-                    "verbs": ["list", "watch"]},
-                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "gonka:coredns"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gonka:coredns"},
-         "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "gonka:kube-router"},
-         "rules": [{"apiGroups": [""], "resources": ["namespaces", "pods", "services", "nodes", "endpoints"],
-                    "verbs": ["get", "list", "watch"]},
-                   {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
-                    "verbs": ["get", "list", "watch"]},
-                   {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-                    "verbs": ["get", "list", "watch"]},
-                   {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-         "metadata": {"name": "gonka:kube-router"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "gonka:kube-router"},
-         "subjects": [{"kind": "User", "name": "gonka:kube-router", "apiGroup": "rbac.authorization.k8s.io"}]},
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"},
-         "data": {"Corefile": COREFILE}},
-        {"apiVersion": "apps/v1", "kind": "Deployment",
-         "metadata": {"name": "coredns", "namespace": "kube-system", "labels": labels},
-         "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                  "template": {"metadata": {"labels": labels}, "spec": {
-                      "serviceAccountName": "coredns", "dnsPolicy": "Default",
-                      "nodeSelector": NODE_SELECTOR, "tolerations": [TOLERATION],
-                      "priorityClassName": "system-cluster-critical",
-                      "containers": [{
-                          "name": "coredns", "image": coredns_image, "imagePullPolicy": "Never",
-                          "args": ["-conf", "/etc/coredns/Corefile"],
-                          "ports": [{"name": "dns", "containerPort": 53, "protocol": "UDP"},
-                                    {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"}],
-                          "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
-                          "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}, "periodSeconds": 10},
-                          "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
-                          "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
-                      }],
-                      "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],
-                  }}}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
-         "spec": {"clusterIP": DNS_SERVICE_IP, "selector": labels,
-                  "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                            {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]}},
-    ]
 
 
 # ---- the node ----------------------------------------------------------------------------------
@@ -524,7 +232,7 @@ class RealNode:
         (d / "containerd.toml").write_text(containerd_config(d, pause.ref, self.bin_dir))
         (d / "cni" / "net.d" / "10-gonka.conflist").write_text(json.dumps(cni_config(d), indent=2))
         ctrd = self._spawn("containerd", ["containerd", "--config", str(d / "containerd.toml")])
-        wait_until(lambda: None if _sh(["ctr", "--address", str(self.sock), "version"]).returncode == 0
+        wait_until(lambda: None if sh(["ctr", "--address", str(self.sock), "version"]).returncode == 0
                    else "ctr version failed", self.timeout, ctrd, "containerd socket")
         images.import_images(str(self.sock), [pause, coredns])
         self._step("containerd", t)
@@ -603,14 +311,14 @@ class RealNode:
         """Drop, after every NAT decision, what would leave the machine from or to the cluster's ranges
         (a Service whose endpoints are kwok pods DNATs to addresses that exist nowhere)."""
         ipt = ["iptables", "-w", "5", "-t", "mangle"]
-        _sh([*ipt, "-N", GUARD_CHAIN])
-        _sh([*ipt, "-F", GUARD_CHAIN], check=True)
+        sh([*ipt, "-N", GUARD_CHAIN])
+        sh([*ipt, "-F", GUARD_CHAIN], check=True)
         for rule in (["-o", "lo", "-j", "RETURN"], ["-o", BRIDGE, "-j", "RETURN"],
                      ["-s", POD_CIDR, "-j", "DROP"], ["-d", POD_CIDR, "-j", "DROP"],
                      ["-d", SERVICE_CIDR, "-j", "DROP"], ["-d", KWOK_POD_CIDR, "-j", "DROP"]):
-            _sh([*ipt, "-A", GUARD_CHAIN, *rule], check=True)
-        if _sh([*ipt, "-C", "POSTROUTING", "-j", GUARD_CHAIN]).returncode != 0:
-            _sh([*ipt, "-I", "POSTROUTING", "1", "-j", GUARD_CHAIN], check=True)
+            sh([*ipt, "-A", GUARD_CHAIN, *rule], check=True)
+        if sh([*ipt, "-C", "POSTROUTING", "-j", GUARD_CHAIN]).returncode != 0:
+            sh([*ipt, "-I", "POSTROUTING", "1", "-j", GUARD_CHAIN], check=True)
 
     def load_images(self, imgs: Sequence[images.Image]) -> None:
         """Import images into the node's containerd (those already there are skipped)."""
@@ -671,10 +379,10 @@ class RealNode:
         ctrd = by_name.get("containerd")
         if ctrd is not None and ctrd.alive() and self.sock.exists():
             crictl = [str(self.bin_dir / "crictl"), f"--runtime-endpoint=unix://{self.sock}", "--timeout=20s"]
-            ids = _sh([*crictl, "pods", "-q"]).stdout.split()
+            ids = sh([*crictl, "pods", "-q"]).stdout.split()
             for pod in ids:
-                _sh([*crictl, "stopp", pod], timeout=40)
-                _sh([*crictl, "rmp", "-f", pod], timeout=40)
+                sh([*crictl, "stopp", pod], timeout=40)
+                sh([*crictl, "rmp", "-f", pod], timeout=40)
         stop("containerd")
         self._kill_shims()
         stop("kube-proxy")
@@ -711,7 +419,7 @@ class RealNode:
             if not victims:
                 return
             for pid in victims:
-                for child in _descendants(pid):
+                for child in descendants(pid):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError):
@@ -724,7 +432,7 @@ class RealNode:
         for target in reversed(mounts):
             target = target.replace("\\040", " ")
             if target.startswith(roots) and Path(target).name not in self.netns_before:
-                _sh(["umount", "-l", target])
+                sh(["umount", "-l", target])
         if Path("/run/netns").is_dir():
             for ns in Path("/run/netns").iterdir():
                 if ns.name.startswith("cni-") and ns.name not in self.netns_before:
@@ -736,9 +444,9 @@ class RealNode:
             exe = self.bin_dir / tool
             if exe.exists():
                 args = ["--cleanup"] if tool == "kube-proxy" else ["--cleanup-config"]
-                _sh([str(exe), *args], timeout=60)
+                sh([str(exe), *args], timeout=60)
         for tool in ("iptables", "ip6tables"):
-            saved = _sh([f"{tool}-save"]).stdout
+            saved = sh([f"{tool}-save"]).stdout
             table = ""
             rules: list[tuple[str, str]] = []
             chains: list[tuple[str, str]] = []
@@ -747,28 +455,28 @@ class RealNode:
                     table = line[1:]
                 elif line.startswith(":"):
                     name = line[1:].split()[0]
-                    if _ours(name):
+                    if ours(name):
                         chains.append((table, name))
-                elif line.startswith("-A") and not _ours(line.split()[1]) and any(_ours(w) for w in line.split()):
+                elif line.startswith("-A") and not ours(line.split()[1]) and any(ours(w) for w in line.split()):
                     rules.append((table, line[3:]))  # a jump from a built-in chain into one of ours
             for table, rule in rules:
-                _sh([tool, "-w", "5", "-t", table, "-D", *_split_rule(rule)])
+                sh([tool, "-w", "5", "-t", table, "-D", *split_rule(rule)])
             for table, name in chains:
-                _sh([tool, "-w", "5", "-t", table, "-F", name])
+                sh([tool, "-w", "5", "-t", table, "-F", name])
             for table, name in chains:
-                _sh([tool, "-w", "5", "-t", table, "-X", name])
-        for name in _sh(["ipset", "list", "-n"]).stdout.split():
+                sh([tool, "-w", "5", "-t", table, "-X", name])
+        for name in sh(["ipset", "list", "-n"]).stdout.split():
             if name.startswith(("KUBE-", "kube-router", "inet6:KUBE-")):
-                _sh(["ipset", "destroy", name])
-        for line in _sh(["ip", "-o", "link"]).stdout.splitlines():
+                sh(["ipset", "destroy", name])
+        for line in sh(["ip", "-o", "link"]).stdout.splitlines():
             parts = line.split(":")
             if len(parts) > 1:
                 link = parts[1].strip().split("@")[0]
                 if link == BRIDGE or (link.startswith("veth") and f"master {BRIDGE}" in line):
-                    _sh(["ip", "link", "del", link])
+                    sh(["ip", "link", "del", link])
         if shutil.which("conntrack"):
-            _sh(["conntrack", "-D", "-s", POD_CIDR])
-            _sh(["conntrack", "-D", "-d", POD_CIDR])
+            sh(["conntrack", "-D", "-s", POD_CIDR])
+            sh(["conntrack", "-D", "-d", POD_CIDR])
 
     def _make_cgroups(self) -> None:
         """The kubelet's cgroupRoot must exist in every v1 hierarchy; a new cpuset gets its parent's
@@ -793,7 +501,7 @@ class RealNode:
         # ip_forward first: writing it resets every interface's forwarding, the rest after.
         for name in sorted(self.sysctls_before, key=lambda n: n != "net.ipv4.ip_forward"):
             value = self.sysctls_before[name]
-            path = _sysctl_path(name)
+            path = sysctl_path(name)
             with contextlib.suppress(OSError):
                 if path.read_text().strip() != value:
                     path.write_text(value + "\n")
@@ -811,40 +519,11 @@ class RealNode:
         # when we made their trees, everything in them is ours.
         for p in SYSTEM_PATHS:
             if p not in self.paths_before:
-                mounted = [m for m in _mounts() if m.startswith(p + "/")]
+                mounted = [m for m in mounts() if m.startswith(p + "/")]
                 if p in ("/var/lib/kubelet", "/var/lib/cni", str(RUN_DIR)) and not mounted:
                     shutil.rmtree(p, ignore_errors=True)
                 with contextlib.suppress(OSError):
                     Path(p).rmdir()
-
-
-def _mounts() -> list[str]:
-    return [ln.split()[1].replace("\\040", " ") for ln in Path("/proc/self/mounts").read_text().splitlines()]
-
-
-def _ours(word: str) -> bool:
-    return word.startswith(("KUBE-", "CNI-", GUARD_CHAIN)) or word.startswith("KUBE-ROUTER")
-
-
-def _split_rule(rule: str) -> list[str]:
-    import shlex
-
-    return shlex.split(rule)
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
 
 
 def _node_ready(core: Any) -> str | None:
