@@ -250,15 +250,21 @@ class HostWatch:
         return HostReads(report[0], report[1], chain[0], chain[1], epoch[0], epoch[1])
 
     async def round(self) -> None:
-        from gonka_operator import network_node
+        from gonka_operator import disruption, network_node
         from gonka_operator.status import statefulset_ready
         ctx = self.ctx
         for nn_key, record in list(ctx.network.items()):
             if record.body["metadata"].get("deletionTimestamp") or not statefulset_ready(record.statefulset):
+                disruption.release_network(ctx, nn_key, record)  # a held node-pod change of a pod that is down
                 continue
             try:
                 reads = await self.read(nn_key, record)
+                disruption.observe_epoch(record, reads.epoch)  # the PoC window's end (the held message)
+                # status.epoch first: the window as this read sees it decides a held node-pod change
                 await network_node.apply_host(ctx, record, reads, ml_weight(ctx, nn_key))
+                if disruption.release_network(ctx, nn_key, record):
+                    continue
+                await network_node.write_status(ctx, record)  # the held message, if its end became known
             except asyncio.CancelledError:
                 raise
             except Exception:  # one NetworkNode must not stop the others
