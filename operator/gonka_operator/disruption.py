@@ -191,13 +191,11 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
     """The children to apply now: `children`, without the ML Deployment when applying it would
     restart the serving pod and that is not allowed now. Sets `record.disruption["held"]` to the
     reason (or removes it), and `["restarted"]` when it lets a restart through."""
-    pdb = next((c for c in children if c["kind"] == "PodDisruptionBudget"), None)
-    if pdb is not None:
-        record.disruption["pdb"] = pdb["spec"]["maxUnavailable"]
     deployment = next((c for c in children if c["kind"] == "Deployment"), None)
     if deployment is None:
         record.disruption.pop("held", None)
         return children
+    await budget(ctx, key, record, deployment, any(c["kind"] == "PodDisruptionBudget" for c in children))
     window = window_for(ctx, key, record)
     has_siblings = bool(list(siblings(ctx, key, record)))
     if not window.open and not has_siblings and "held" not in record.disruption:
@@ -240,6 +238,22 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
         return children
 
 
+async def budget(ctx: Context, key: Key, record: InferenceRecord, deployment: Obj, wanted: bool) -> None:
+    """The PDB exists only during a PoC window (builders/pdb.py): delete the one a closed window left
+    (applying the wanted one is the caller's). `record.disruption["pdb"]`: whether it exists; unknown
+    after a restart, so one read then for a node that ran before (a new node has none)."""
+    name = deployment["metadata"]["name"]
+    present = record.disruption.get("pdb")
+    if present is None and not wanted:
+        present = record.deployment is not None and await ctx.kube.get(
+            "policy/v1", "PodDisruptionBudget", key[0], name) is not None
+    if present and not wanted:
+        await ctx.kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                               "metadata": {"namespace": key[0], "name": name}})
+        record.applied.pop(("PodDisruptionBudget", name), None)  # the next window creates it again
+    record.disruption["pdb"] = wanted
+
+
 def condition(record: InferenceRecord | NetworkRecord, previous: list[Any]) -> Cond | None:
     """UpdatePending: True while held; False once applied (only when it was shown before)."""
     held = record.disruption.get("held")
@@ -259,8 +273,8 @@ def released(ctx: Context, keys: Iterable[Key]) -> list[Key]:
         if record is None:
             continue
         pdb = record.disruption.get("pdb")
-        if pdb is not None and (pdb == 0) != window_for(ctx, key, record).open and ctx.repairs is not None:
-            ctx.repairs.mark("InferenceNode", key)  # the window opened or closed: tighten or loosen the PDB
+        if pdb is not None and pdb != window_for(ctx, key, record).open and ctx.repairs is not None:
+            ctx.repairs.mark("InferenceNode", key)  # the window opened or closed: create or delete the PDB
         if not record.disruption.get("held"):
             continue
         if window_for(ctx, key, record).open and not forced(record.body):

@@ -290,7 +290,9 @@ async def test_a_deleted_node_is_disabled_drained_through_poc_then_deregistered(
 
 # -- the PodDisruptionBudget -----------------------------------------------------------------------
 
-async def test_the_pdb_is_tight_during_poc_and_loose_outside_and_a_flip_marks_a_reconcile() -> None:
+async def test_the_pdb_exists_only_during_poc_and_a_flip_marks_a_reconcile() -> None:
+    """Issue 13's budget (create, finalizer, 3 children, 1 status): the PDB is a 4th child only while
+    it protects something. Absent outside PoC = "loosened" for a one-replica Deployment."""
     from gonka_operator.drift import Repairs
 
     ctx, kube = context(None)  # type: ignore[arg-type]
@@ -298,23 +300,41 @@ async def test_the_pdb_is_tight_during_poc_and_loose_outside_and_a_flip_marks_a_
     loop = setup(ctx, kube, "a")
     record = ctx.inference[("ns", "a")]
 
-    def pdb() -> dict[str, Any]:
-        return next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "PodDisruptionBudget")
+    def pdbs() -> list[dict[str, Any]]:
+        return [c for c in inference_node.desired_for(ctx, record) if c["kind"] == "PodDisruptionBudget"]
 
-    assert pdb()["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
-        "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "mlnode", "gonka.ai/inference-node": "a"}}}
-    assert pdb()["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
+    assert pdbs() == []
     await inference_node.apply_children(ctx, record)
-    assert ("PodDisruptionBudget", "a-mlnode") in kube.applied
+    assert ("PodDisruptionBudget", "a-mlnode") not in kube.applied + kube.deleted
+    assert ("PodDisruptionBudget", "a-mlnode") in kube.gets  # it ran before: one read for a PDB left behind
+    kube.gets.clear()
+    await inference_node.apply_children(ctx, record)  # an idle reconcile: no read, no write
+    assert kube.gets == [] and kube.deleted == []
     assert disruption.released(ctx, {("ns", "a")}) == [] and ctx.repairs.pending == {}  # nothing changed
+
     poll(loop, POC)
-    assert pdb()["spec"]["maxUnavailable"] == 0
+    [pdb] = pdbs()
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "mlnode", "gonka.ai/inference-node": "a"}}}
+    assert pdb["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     disruption.released(ctx, {("ns", "a")})
-    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # tighten it now
+    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # create it now
     ctx.repairs.pending.clear()
     await inference_node.apply_children(ctx, record)
+    assert kube.applied[-1] == ("PodDisruptionBudget", "a-mlnode")
     disruption.released(ctx, {("ns", "a")})
     assert ctx.repairs.pending == {}  # applied: no further mark while the window stays open
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied.count(("PodDisruptionBudget", "a-mlnode")) == 1  # idle inside the window: no write
+
+    poll(loop, INFERENCE)
+    disruption.released(ctx, {("ns", "a")})
+    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # delete it now
+    await inference_node.apply_children(ctx, record)
+    assert kube.deleted == [("PodDisruptionBudget", "a-mlnode")]
+    poll(loop, POC)  # the next window creates it again (the digest of the last apply was dropped)
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied.count(("PodDisruptionBudget", "a-mlnode")) == 2
 
 
 # -- the network node's own pod (StatefulSet) ------------------------------------------------------
