@@ -110,12 +110,17 @@ def account_key(seed: str) -> tuple[str, str]:
     """(address, base64 pubkey) of the host's made-up account (cold) key: a 33-byte compressed-key
     shape from the seed, its address as the Cosmos SDK derives it (ripemd160 of sha256, bech32 "gonka")."""
     pubkey = b"\x02" + hashlib.sha256(f"account:{seed}".encode()).digest()
+    return address_of(pubkey)[0], base64.b64encode(pubkey).decode()
+
+
+def address_of(pubkey: bytes) -> tuple[str, bytes]:
+    """(bech32 "gonka" address, its 20 bytes) of a public key, as the Cosmos SDK derives it."""
     digest = hashlib.sha256(pubkey).digest()
     try:
         account = hashlib.new("ripemd160", digest).digest()
     except ValueError:  # an OpenSSL without its legacy provider: same length, still deterministic
         account = hashlib.sha256(digest).digest()[:20]
-    return _bech32("gonka", account), base64.b64encode(pubkey).decode()
+    return _bech32("gonka", account), account
 
 
 def setup_report(overrides: dict[str, dict[str, str]], catching_up: bool,
