@@ -86,6 +86,7 @@ class NetworkRecord(Record):
     host_conditions: list[Any] | None = None
     onboarding_jobs: dict[str, Obj] = field(default_factory=dict)  # warm-key/register Jobs: {"status"}
     onboarding_pods: dict[str, Obj] = field(default_factory=dict)  # their pods: {"metadata": {labels}, "status"}
+    disruption: Obj = field(default_factory=dict)  # disruption.py: a held node-pod restart, the PoC window's end
 
 
 @dataclass

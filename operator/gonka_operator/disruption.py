@@ -21,16 +21,20 @@ marks those that may go now for a reconcile (`released`), which applies the chan
 unknown (the api does not report it, or the node is not registered: an unregistered node has no
 PoC weight to lose).
 
-Drain, then deregister (`drain_step`, called by the RegistryLoop for an InferenceNode being deleted):
-the entry is first disabled in the registry; the entry and the pod (the CR keeps its finalizer, so
-its children stay) remain while the network node still schedules the node: its timing says
-`should_be_online` or a PoC window is open. Then the entry is deleted and the finalizer released.
-Bounded by `spec.drainTimeout` from the deletionTimestamp (default 2h: an epoch is 17280 blocks,
-~24 h at ~5 s blocks (gonka-ai/gonka genesis/genesis.json `epoch_length`), so waiting for the turn
-could block a delete for a day; the stretch in which a node must stay online is the lead-up to PoC
-plus the PoC and validation stages, well under that). `gonka.ai/force-delete: "true"` (and
-`gonka.ai/skip-deregistration`, handled before) cut it short; without timing (older apis) there is
-nothing to wait for.
+The network node's own pod (`hold_network`, called by network_node.reconcile): a change of the
+StatefulSet's pod template (node, api, tmkms restart together) is held the same way while the
+network node reports a PoC window or confirmation PoC: its `/v1/epochs/latest` as the host status
+last read it (`status.epoch`: a PoC phase or `is_confirmation_poc_active`), or the timing of its
+registry's last `GET nodes`. Applied in the Inference phase (`release_network`, after each host
+read); `gonka.ai/force-update: "true"` on the NetworkNode lets it through.
+
+Until when: the end of the window is the epoch's `poc_validation_end` block (`epoch_stages` of
+`/v1/epochs/latest`); `observe_epoch` turns it into a moment, to the minute, once per window (the
+seconds per block measured between two host reads, else the mainnet's ~5 s), so the message
+("until ~2026-06-01T12:05Z") changes only when the window does: no status write per poll. A
+confirmation PoC's end is not in that answer and is not guessed.
+
+Drain, then deregister: drain.py (re-exported here).
 
 Pure decisions (`window_of`, `template_changes`, `sibling_busy`, `drain_step`) plus the hooks the
 workload code calls (`hold`, `released`); the state lives on `InferenceRecord.disruption`.
@@ -40,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -51,18 +54,24 @@ from gonka_operator import registry
 from gonka_operator.admin.models import NodeEntry, OnboardingTiming
 from gonka_operator.builders.common import Obj
 from gonka_operator.conditions import Cond
-from gonka_operator.context import Context, InferenceRecord, Key
+from gonka_operator.context import Context, InferenceRecord, Key, NetworkRecord, key_of
+from gonka_operator.drain import DRAINING as DRAINING  # re-exported: the poller's names
+from gonka_operator.drain import FORCE_DELETE as FORCE_DELETE
+from gonka_operator.drain import DrainStep as DrainStep
+from gonka_operator.drain import drain_deadline as drain_deadline
+from gonka_operator.drain import drain_for as drain_for
+from gonka_operator.drain import drain_step as drain_step
+from gonka_operator.drain import parse_duration as parse_duration
 
 logger = logging.getLogger(__name__)
 
 FORCE_UPDATE = "gonka.ai/force-update"
-FORCE_DELETE = "gonka.ai/force-delete"
-DRAINING = "Draining"
 POC_PHASES = frozenset({"PoCGenerate", "PoCGenerateWindDown", "PoCValidate", "PoCValidateWindDown"})
 POC_IN_PROGRESS = "PoCInProgress"
 WAITING_FOR_SIBLING = "WaitingForSibling"
 RESTART_BOUND = 900.0  # a sibling that is not back after 15 min no longer blocks the others
 CONDITION = "UpdatePending"
+NOMINAL_BLOCK_SECONDS = 5.0  # mainnet (gonka-ai/gonka genesis: ~5 s blocks) until a rate is measured
 
 
 @dataclass(frozen=True)
@@ -182,13 +191,11 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
     """The children to apply now: `children`, without the ML Deployment when applying it would
     restart the serving pod and that is not allowed now. Sets `record.disruption["held"]` to the
     reason (or removes it), and `["restarted"]` when it lets a restart through."""
-    pdb = next((c for c in children if c["kind"] == "PodDisruptionBudget"), None)
-    if pdb is not None:
-        record.disruption["pdb"] = pdb["spec"]["maxUnavailable"]
     deployment = next((c for c in children if c["kind"] == "Deployment"), None)
     if deployment is None:
         record.disruption.pop("held", None)
         return children
+    await budget(ctx, key, record, deployment, any(c["kind"] == "PodDisruptionBudget" for c in children))
     window = window_for(ctx, key, record)
     has_siblings = bool(list(siblings(ctx, key, record)))
     if not window.open and not has_siblings and "held" not in record.disruption:
@@ -203,9 +210,11 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
             pass
         elif window.open:
             reason = POC_IN_PROGRESS
-            message = (f"the network node reports a {window.what} (phase {window.phase or 'unknown'}): "
-                       "the change restarts the mlnode pod and is applied in the Inference phase "
-                       f"(or now with annotation {FORCE_UPDATE}=true)")
+            nn = network_of(record.body)
+            message = (f"the network node reports a {window.what} (phase {window.phase or 'unknown'}) "
+                       f"{until(ctx.network.get((key[0], nn)) if nn else None, window)}: the change restarts "
+                       f"the mlnode pod and is applied in the Inference phase (or now with annotation "
+                       f"{FORCE_UPDATE}=true)")
         else:
             busy = sibling_busy(ctx, key, record)
             if busy is not None:
@@ -229,7 +238,23 @@ async def hold(ctx: Context, key: Key, record: InferenceRecord, children: list[O
         return children
 
 
-def condition(record: InferenceRecord, previous: list[Any]) -> Cond | None:
+async def budget(ctx: Context, key: Key, record: InferenceRecord, deployment: Obj, wanted: bool) -> None:
+    """The PDB exists only during a PoC window (builders/pdb.py): delete the one a closed window left
+    (applying the wanted one is the caller's). `record.disruption["pdb"]`: whether it exists; unknown
+    after a restart, so one read then for a node that ran before (a new node has none)."""
+    name = deployment["metadata"]["name"]
+    present = record.disruption.get("pdb")
+    if present is None and not wanted:
+        present = record.deployment is not None and await ctx.kube.get(
+            "policy/v1", "PodDisruptionBudget", key[0], name) is not None
+    if present and not wanted:
+        await ctx.kube.delete({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                               "metadata": {"namespace": key[0], "name": name}})
+        record.applied.pop(("PodDisruptionBudget", name), None)  # the next window creates it again
+    record.disruption["pdb"] = wanted
+
+
+def condition(record: InferenceRecord | NetworkRecord, previous: list[Any]) -> Cond | None:
     """UpdatePending: True while held; False once applied (only when it was shown before)."""
     held = record.disruption.get("held")
     if held:
@@ -248,8 +273,8 @@ def released(ctx: Context, keys: Iterable[Key]) -> list[Key]:
         if record is None:
             continue
         pdb = record.disruption.get("pdb")
-        if pdb is not None and (pdb == 0) != window_for(ctx, key, record).open and ctx.repairs is not None:
-            ctx.repairs.mark("InferenceNode", key)  # the window opened or closed: tighten or loosen the PDB
+        if pdb is not None and pdb != window_for(ctx, key, record).open and ctx.repairs is not None:
+            ctx.repairs.mark("InferenceNode", key)  # the window opened or closed: create or delete the PDB
         if not record.disruption.get("held"):
             continue
         if window_for(ctx, key, record).open and not forced(record.body):
@@ -262,54 +287,111 @@ def released(ctx: Context, keys: Iterable[Key]) -> list[Key]:
     return out
 
 
-# -- drain, then deregister ------------------------------------------------------------------------
-
-def parse_duration(text: str) -> timedelta:
-    """"2h", "90m", "1h30m", "45s" (spec.drainTimeout; the CRD's pattern admits nothing else)."""
-    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text or "")
-    if not match or not text:
-        raise ValueError(f"not a duration: {text!r}")
-    hours, minutes, seconds = (int(g or 0) for g in match.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
-def drain_deadline(body: Obj) -> datetime | None:
-    stamp = body["metadata"].get("deletionTimestamp")
-    if not stamp:
-        return None
+# -- until when: the end of the PoC window ---------------------------------------------------------
+
+def _int(value: Any) -> int | None:
     try:
-        since = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-        timeout = parse_duration(str((body.get("spec") or {}).get("drainTimeout") or "2h"))
-    except ValueError:
+        return int(value)
+    except (TypeError, ValueError):
         return None
-    return since + timeout
 
 
-@dataclass(frozen=True)
-class DrainStep:
-    disable: bool  # the entry is still enabled: disable it first
-    done: bool  # it may be deleted now
-    why: str
+def observe_epoch(record: NetworkRecord, epoch: Obj | None, at: float | None = None,
+                  now: datetime | None = None) -> None:
+    """Keep, from one `/v1/epochs/latest` read, the seconds per block (measured between reads) and,
+    in a PoC window, the moment it ends: fixed the first time the window is seen (a countdown would
+    change the message, and so write the status, on every poll)."""
+    if not isinstance(epoch, dict) or (height := _int(epoch.get("block_height"))) is None:
+        return
+    at = time.monotonic() if at is None else at
+    seen = record.disruption.get("height_seen")
+    if seen is not None and height > seen[0] and at > seen[1]:
+        record.disruption["block_seconds"] = (at - seen[1]) / (height - seen[0])
+    if seen is None or height != seen[0]:
+        record.disruption["height_seen"] = (height, at)
+    if epoch.get("phase") not in POC_PHASES:
+        record.disruption.pop("window", None)
+        return
+    stages = epoch.get("epoch_stages") or {}
+    ident = [_int((epoch.get("latest_epoch") or {}).get("index")), _int(stages.get("poc_start"))]
+    if (record.disruption.get("window") or {}).get("key") == ident:
+        return
+    end_block = _int(stages.get("poc_validation_end")) or _int(stages.get("set_new_validators"))
+    end = None
+    if end_block is not None:
+        seconds = max(0, end_block - height) * record.disruption.get("block_seconds", NOMINAL_BLOCK_SECONDS)
+        moment = (now or datetime.now(UTC)) + timedelta(seconds=seconds + 30)  # +30 s: to the nearest minute
+        end = f"{moment.replace(second=0, microsecond=0):%Y-%m-%dT%H:%MZ}"
+    record.disruption["window"] = {"key": ident, "end": end}
 
 
-def drain_step(entry: NodeEntry | None, body: Obj, now: datetime | None = None) -> DrainStep:
-    """What the deregistration of a deleted InferenceNode does next, given its entry in the last poll."""
-    if entry is None:
-        return DrainStep(False, True, "not in the registry")
-    enabled = entry.state.admin_state is None or entry.state.admin_state.enabled is not False
-    if (body["metadata"].get("annotations") or {}).get(FORCE_DELETE) == "true":
-        return DrainStep(False, True, f"annotation {FORCE_DELETE}=true: not drained")
-    timing = entry.onboarding.timing if entry.onboarding else None
-    if timing is None:
-        return DrainStep(False, True, "the api reports no schedule: nothing to wait for")
-    deadline = drain_deadline(body)
-    now = now or datetime.now(UTC)
-    if deadline is not None and now >= deadline:
-        return DrainStep(enabled, True, "drainTimeout passed while it was still scheduled")
-    window = window_of(timing)
-    if window.open or timing.should_be_online:
-        until = f", at the latest until {deadline:%Y-%m-%dT%H:%M:%SZ} (drainTimeout)" if deadline else ""
-        what = window.what if window.open else "should_be_online"
-        return DrainStep(enabled, False, f"the network node still schedules it ({what}, phase "
-                                         f"{timing.current_phase or 'unknown'}): the entry and the pod stay{until}")
-    return DrainStep(enabled, True, "no longer scheduled (should_be_online false)")
+def until(network: NetworkRecord | None, window: Window) -> str:
+    """"until ~2026-06-01T12:05Z" for the open window (see observe_epoch)."""
+    if window.what == "confirmation PoC":
+        return "until the confirmation PoC ends (the network node reports no end for it)"
+    end = ((network.disruption.get("window") or {}).get("end")) if network is not None else None
+    return f"until ~{end}" if end else "until the window ends (its end is not known yet)"
+
+
+# -- the network node's own pod ----------------------------------------------------------------------
+
+def network_window(ctx: Context, key: Key, record: NetworkRecord) -> Window:
+    """The PoC window as this network node reports it: its epoch (status.epoch, host_status.py), or
+    the timing of its registry's last `GET nodes`."""
+    epoch = record.host.get("epoch") or {}
+    phase = epoch.get("phase") if isinstance(epoch.get("phase"), str) else None
+    if epoch.get("confirmationPoC"):
+        return Window(True, "confirmation PoC", phase)
+    if phase in POC_PHASES:
+        return Window(True, "PoC window", phase)
+    url = registry.network_admin_url(ctx, key)
+    loop = ctx.registries.loops.get(url) if ctx.registries is not None and url else None
+    polled = window_in(loop.snapshot, "") if loop is not None else NO_WINDOW
+    return polled if polled.open else Window(False, "", phase)
+
+
+def _network_message(record: NetworkRecord, window: Window) -> str:
+    return (f"the network node reports a {window.what} (phase {window.phase or 'unknown'}) {until(record, window)}: "
+            "the change restarts the node pod (node, api, tmkms) and is applied in the Inference phase "
+            f"(or now with annotation {FORCE_UPDATE}=true)")
+
+
+async def hold_network(ctx: Context, record: NetworkRecord, children: list[Obj]) -> list[Obj]:
+    """The NetworkNode's children to apply now: without the StatefulSet when applying it would
+    restart the node pod during a PoC window. Sets `record.disruption["held"]` (or removes it)."""
+    sts = next((c for c in children if c["kind"] == "StatefulSet"), None)
+    if sts is None:
+        return children
+    key = key_of(record.body)
+    window = network_window(ctx, key, record)
+    if not window.open and "held" not in record.disruption:
+        return children  # nothing could hold it: no read
+    live = await ctx.kube.get("apps/v1", "StatefulSet", key[0], sts["metadata"]["name"])
+    if window.open and not forced(record.body) and template_changes(sts, live):
+        message = _network_message(record, window)
+        if "held" not in record.disruption:
+            logger.info("Held the restart of NetworkNode %s/%s: %s", *key, message)
+            await ctx.kube.post_event(record.body, "Normal", POC_IN_PROGRESS, f"update held: {message}")
+        record.disruption["held"] = {"reason": POC_IN_PROGRESS, "message": message}
+        return [c for c in children if c is not sts]
+    if record.disruption.pop("held", None) and template_changes(sts, live):
+        await ctx.kube.post_event(record.body, "Normal", "UpdateApplied",
+                                  "the held change is applied now (restarting the node pod)")
+    return children
+
+
+def release_network(ctx: Context, key: Key, record: NetworkRecord) -> bool:
+    """After a host read: a held NetworkNode change whose window is over is marked for a reconcile
+    (True). While it stays held, the message follows what is known of the window's end."""
+    held = record.disruption.get("held")
+    if not held:
+        return False
+    window = network_window(ctx, key, record)
+    if window.open and not forced(record.body):
+        held["message"] = _network_message(record, window)
+        return False
+    if ctx.repairs is not None:
+        ctx.repairs.mark("NetworkNode", key)
+    return True

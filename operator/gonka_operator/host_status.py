@@ -1,9 +1,10 @@
 """What a host reads at a glance on its NetworkNode: setup report, chain sync, epoch, weight.
 
 Pure mapping (this module's functions) plus `HostWatch`, the one task that reads, per NetworkNode
-and per interval, ONE `GET /admin/v1/setup/report`, ONE `GET :26657/status` and ONE
-`GET :9000/v1/epochs/latest`, whatever the number of InferenceNodes (their weights come from the
-registry poll the RegistryLoop already made: `status.registry.pocWeight`).
+and per interval, ONE `GET /admin/v1/setup/report`, ONE `GET :26657/status`, ONE
+`GET :9000/v1/epochs/latest` and ONE `GET :9000/v2/participants/<address>` (the participant's
+weight; the address is the cold key's, from the report), whatever the number of InferenceNodes
+(their weights come from the registry poll the RegistryLoop already made: `status.registry.pocWeight`).
 
 Followed upstream (gonka-ai/gonka v0.2.14):
 * `decentralized-api/internal/server/admin/setup_report.go`: checks `{id, status PASS|FAIL|UNAVAILABLE,
@@ -16,6 +17,9 @@ Followed upstream (gonka-ai/gonka v0.2.14):
 * CometBFT `/status`: `result.sync_info.{latest_block_height (a string), catching_up}`.
 * public API `/v1/epochs/latest`: `latest_epoch.index`, `phase`, `is_confirmation_poc_active`
   (REFERENCE.md §7; numbers may come as strings).
+* public API `/v2/participants/:address` (`public/server.go` v2 group, `getParticipantByAddress`):
+  `{"participant": {index, address, weight, status, ...}}`, zero fields omitted; 404 when the address
+  is no participant (yet). The cold key's address: setup_report.go `cold_key_configured` details.
 
 Writes: conditions change only when a check's status or (cleaned) message changes; the height is
 refreshed at most every HEIGHT_REFRESH seconds, and at once when `catching_up` or the epoch phase
@@ -63,6 +67,8 @@ class HostReads:
     chain_error: str | None = None
     epoch: Obj | None = None
     epoch_error: str | None = None
+    participant: Obj | None = None  # `/v2/participants/<cold-key address>` of the public API
+    participant_error: str | None = None
 
 
 def _int(value: Any) -> int | None:
@@ -108,6 +114,24 @@ def grant_command(warm_address: str | None, seed_api_url: str) -> str:
     warm = warm_address or "<warm-key-address>"
     return (f"inferenced tx inference grant-ml-ops-permissions <cold-key-name> {warm} --from <cold-key-name> "
             f"--keyring-backend file --gas 2000000 --node {seed_api_url.rstrip('/')}/chain-rpc/")
+
+
+def account_address_of(report: Obj | None) -> str | None:
+    """The participant's (cold key's) address: upstream's `cold_key_configured` check details
+    `{address, pubkey}` (setup_report.go `checkColdKey`, PASS only)."""
+    for check in (report or {}).get("checks") or []:
+        if isinstance(check, dict) and check.get("id") == "cold_key_configured" and check.get("status") == "PASS":
+            address = (check.get("details") or {}).get("address")
+            return address if isinstance(address, str) and address else None
+    return None
+
+
+def participant_weight(participant: Obj | None) -> int | None:
+    """`participant.weight` of `/v2/participants/<address>` (encoding/json omits a zero weight)."""
+    body = (participant or {}).get("participant")
+    if not isinstance(body, dict):
+        return None
+    return _int(body.get("weight", 0))
 
 
 def warm_address_of(report: Obj | None) -> str | None:
@@ -185,11 +209,11 @@ def host_block(previous_status: Obj | None, reads: HostReads, weight: int, seed_
     if block is not None:
         keys["chain"] = block
     if epoch is not None:
-        active = next((c for c in (reads.report or {}).get("checks") or []
-                       if isinstance(c, dict) and c.get("id") == "active_in_epoch"), None)
-        participant_weight = _int(((active or {}).get("details") or {}).get("weight"))
-        if participant_weight is not None:
-            epoch = {**epoch, "participantWeight": participant_weight}
+        weight_now = participant_weight(reads.participant)
+        if weight_now is None:  # not read this interval: what the status showed
+            weight_now = (previous_status.get("epoch") or {}).get("participantWeight")
+        if weight_now is not None:
+            epoch = {**epoch, "participantWeight": weight_now}
         keys["epoch"] = epoch
     elif previous_status.get("epoch"):
         keys["epoch"] = previous_status["epoch"]
@@ -247,18 +271,29 @@ class HostWatch:
             one(admin.setup_report(admin_url) if admin_url else no_admin()),
             one(admin.get_json(chain_url.rstrip("/") + "/status")),
             one(admin.get_json(public_url.rstrip("/") + "/v1/epochs/latest")))
-        return HostReads(report[0], report[1], chain[0], chain[1], epoch[0], epoch[1])
+        # the participant's weight: one GET more, once the report named the cold key's address
+        address = account_address_of(report[0])
+        participant: tuple[Obj | None, str | None] = (None, "no participant address in the setup report")
+        if address:
+            participant = await one(admin.get_json(f"{public_url.rstrip('/')}/v2/participants/{address}"))
+        return HostReads(report[0], report[1], chain[0], chain[1], epoch[0], epoch[1], *participant)
 
     async def round(self) -> None:
-        from gonka_operator import network_node
+        from gonka_operator import disruption, network_node
         from gonka_operator.status import statefulset_ready
         ctx = self.ctx
         for nn_key, record in list(ctx.network.items()):
             if record.body["metadata"].get("deletionTimestamp") or not statefulset_ready(record.statefulset):
+                disruption.release_network(ctx, nn_key, record)  # a held node-pod change of a pod that is down
                 continue
             try:
                 reads = await self.read(nn_key, record)
+                disruption.observe_epoch(record, reads.epoch)  # the PoC window's end (the held message)
+                # status.epoch first: the window as this read sees it decides a held node-pod change
                 await network_node.apply_host(ctx, record, reads, ml_weight(ctx, nn_key))
+                if disruption.release_network(ctx, nn_key, record):
+                    continue
+                await network_node.write_status(ctx, record)  # the held message, if its end became known
             except asyncio.CancelledError:
                 raise
             except Exception:  # one NetworkNode must not stop the others

@@ -84,11 +84,11 @@ def desired_for(ctx: Context, record: InferenceRecord) -> list[Obj]:
     """`desired_children` with what the facts decide (replicas) and the settings (preload image): the one
     call of reconcile and of drift detection, so both compare against the same objects."""
     children = desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image)
-    if any(c["kind"] == "Deployment" for c in children):  # evictions wait for the Inference phase
+    if any(c["kind"] == "Deployment" for c in children) and disruption.window_for(
+            ctx, key_of(record.body), record).open:  # evictions wait for the Inference phase: a PDB during PoC
         spec = InferenceNodeSpec.model_validate(record.body["spec"])
-        window = disruption.window_for(ctx, key_of(record.body), record).open
         children.append(build_pdb(owner_of(record.body), spec.network_node_ref.name if spec.network_node_ref
-                                  else None, window))
+                                  else None))
     return children
 
 

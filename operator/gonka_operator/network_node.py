@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gonka_operator import context
+from gonka_operator import context, disruption
 from gonka_operator.builders import network_node as build
 from gonka_operator.builders import onboarding
 from gonka_operator.builders.common import Obj, Owner
@@ -92,9 +92,10 @@ async def reconcile(ctx: Context, body: Obj) -> None:
         child: Obj = {}
         try:
             for first_pass in (True, False):
-                for child in desired_children(body, record.service_ips, settings.operator_pod_labels,
-                                              settings.cluster_domain, settings.operator_namespace,
-                                              status=record.status_written):
+                # a node-pod restart waits for the Inference phase (disruption.py)
+                for child in await disruption.hold_network(ctx, record, desired_children(
+                        body, record.service_ips, settings.operator_pod_labels, settings.cluster_domain,
+                        settings.operator_namespace, status=record.status_written)):
                     if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
                         try:
                             remember_child(record, await apply_child(ctx, child))
@@ -164,6 +165,8 @@ def compute_status(record: NetworkRecord) -> Obj:
         conditions += [c for c in previous if c.get("type") in HOST_CONDITIONS]
     else:
         conditions += merge_conditions(previous, record.host_conditions, record.observed_generation, now)
+    if (pending := disruption.condition(record, previous)) is not None:
+        conditions += merge_conditions(previous, [pending], record.observed_generation, now)
     status: Obj = {
         "observedGeneration": record.observed_generation,
         "conditions": conditions,

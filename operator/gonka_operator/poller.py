@@ -429,7 +429,7 @@ class RegistryLoop:
         `Draining` RegistryProblem (retried at the poll interval) while the network node still
         schedules the node. Returns what the Deregistered Event adds."""
         entry = (self.snapshot or {}).get(node_id)
-        step = disruption.drain_step(entry, record.body)
+        step = disruption.drain_for(self.ctx, record, entry)  # records the epoch it disables it in
         if step.disable:
             try:
                 await self.ctx.admin.set_enabled(self.url, node_id, False)

@@ -22,6 +22,13 @@ NOT_VISIBLE_IN_REQUESTS: dict[Triple, str] = {
     ("", "pods/log", "get"):
         "read while a preload Job's pod runs (progress on status.cache); kwok completes a Job's pod at once, "
         "so no log is read here (tests/unit/test_hf_cache_preload.py reads a real run's log)",
+    ("policy", "poddisruptionbudgets", "create"):
+        "the ML Deployment's PDB exists only during a PoC window (disruption.py); the chart test opens none "
+        "(tests/integration/test_poc_aware.py and the e2e drain test do)",
+    ("policy", "poddisruptionbudgets", "patch"): "same as poddisruptionbudgets create",
+    ("policy", "poddisruptionbudgets", "delete"): "deleted when a PoC window closes: same as create",
+    ("policy", "poddisruptionbudgets", "get"):
+        "read once after an operator restart for an ML node that ran before (tests/unit/test_disruption.py)",
     ("batch", "jobs", "delete"):
         "prunes the previous model's HF-cache preload Job after a model change (tests/unit/test_hf_cache.py); "
         "the chart test changes no model",

@@ -6,12 +6,13 @@ on demand."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from conditions import wait_condition
+from conditions import condition, wait_condition
 from helpers import holds_for, wait_for
 from manifests import NETWORK_NODE as NN
 from procs import Kubectl, Operator, StandIn
@@ -181,24 +182,117 @@ def ml_pods(kubectl: Kubectl, name: str, namespace: str) -> list[str]:
 
 def test_evictions_wait_for_the_inference_phase(operator: Operator, kubectl: Kubectl, poc: StandIn,
                                                 namespace: str) -> None:
+    """The PDB exists only during a PoC window (issue 13's write budget outside it): an eviction is
+    refused while it is open and goes ahead once the PDB is gone."""
     name = f"pdb-{uuid.uuid4().hex[:6]}"
     kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
     wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
 
-    def budget(allowed: int, max_unavailable: int) -> bool:
-        pdb = kubectl.get("pdb", f"{name}-mlnode", namespace) or {}
-        return (pdb.get("spec", {}).get("maxUnavailable") == max_unavailable
-                and pdb.get("status", {}).get("disruptionsAllowed") == allowed)
+    def pdb() -> dict | None:
+        return kubectl.get("pdb", f"{name}-mlnode", namespace)
 
-    wait_for(lambda: budget(1, 1), 30, "a loose PDB outside PoC")
+    def budget(allowed: int) -> bool:
+        obj = pdb() or {}
+        return (obj.get("spec", {}).get("minAvailable") == 1
+                and obj.get("status", {}).get("disruptionsAllowed") == allowed)
+
+    holds_for(lambda: pdb() is None, 3, "no PDB outside PoC")
     poc.poc("open")
-    wait_for(lambda: budget(0, 0), 30, "the PDB tightened in the PoC window")
+    wait_for(lambda: budget(0), 30, "the PDB created in the PoC window, allowing no disruption")
     pod = wait_for(lambda: ml_pods(kubectl, name, namespace), 10, "the ML pod")[0]
     rc, err = evict(kubectl, pod, namespace)
     assert rc != 0 and "disruption budget" in err, err  # 429: Cannot evict pod as it would violate the PDB
     holds_for(lambda: pod in ml_pods(kubectl, name, namespace), 3, "the ML pod stays during PoC")
     poc.poc("close")
-    wait_for(lambda: budget(1, 1), 30, "the PDB loosened in the Inference phase")
+    wait_for(lambda: pdb() is None, 30, "the PDB deleted in the Inference phase")
     rc, err = evict(kubectl, pod, namespace)
     assert rc == 0, err
     wait_for(lambda: pod not in ml_pods(kubectl, name, namespace), 30, "evicted after PoC")
+
+
+# -- the network node's own pod ----------------------------------------------------------------------
+
+NODE_OLD, NODE_NEW = "ghcr.io/product-science/inferenced:0.2.14", "ghcr.io/product-science/inferenced:0.2.15"
+
+
+def node_image(kubectl: Kubectl, namespace: str) -> str | None:
+    sts = kubectl.get("statefulset", "gonka-node", namespace) or {}
+    containers = (((sts.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+    return next((c["image"] for c in containers if c["name"] == "node"), None)
+
+
+def epoch_phase(kubectl: Kubectl, namespace: str) -> str | None:
+    status = (kubectl.get("networknode", "gonka", namespace) or {}).get("status") or {}
+    return (status.get("epoch") or {}).get("phase")
+
+
+def set_node_image(kubectl: Kubectl, namespace: str, value: str) -> None:
+    kubectl.run("patch", "networknode", "gonka", "-n", namespace, "--type=merge",
+                "-p", json.dumps({"spec": {"images": {"node": value}}}))
+
+
+def test_a_network_node_pod_change_during_poc_is_held_until_the_window_ends(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN)
+    wait_condition(kubectl, "networknode", "gonka", namespace, "Ready", "True", timeout=90)
+    assert node_image(kubectl, namespace) == NODE_OLD
+    poc.poc("open")
+    wait_for(lambda: epoch_phase(kubectl, namespace) == "PoCGenerate", 30, "the host status saw the PoC window")
+    set_node_image(kubectl, namespace, NODE_NEW)
+    pending = wait_condition(kubectl, "networknode", "gonka", namespace, "UpdatePending", "True", "PoCInProgress")
+    assert "PoCGenerate" in pending["message"] and re.search(r"until ~\d{4}-\d\d-\d\dT\d\d:\d\dZ",
+                                                               pending["message"]), pending["message"]
+    # the message names a moment, not a countdown: it is not rewritten every poll
+    holds_for(lambda: node_image(kubectl, namespace) == NODE_OLD and (condition(
+        kubectl.get("networknode", "gonka", namespace), "UpdatePending") or {}).get("message") == pending["message"],
+        5, "the node pod kept its template during PoC, the message its moment")
+    assert "PoCInProgress" in reasons(kubectl, "gonka", namespace)
+    poc.poc("close")
+    wait_for(lambda: node_image(kubectl, namespace) == NODE_NEW, 30, "the held change applied in the Inference phase")
+    wait_condition(kubectl, "networknode", "gonka", namespace, "UpdatePending", "False", "UpToDate")
+    assert "UpdateApplied" in reasons(kubectl, "gonka", namespace)
+
+
+def test_the_force_annotation_lets_a_network_node_change_through_during_poc(
+        operator: Operator, kubectl: Kubectl, poc: StandIn, namespace: str) -> None:
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN)
+    wait_condition(kubectl, "networknode", "gonka", namespace, "Ready", "True", timeout=90)
+    poc.poc("open")
+    wait_for(lambda: epoch_phase(kubectl, namespace) == "PoCGenerate", 30, "the host status saw the PoC window")
+    set_node_image(kubectl, namespace, NODE_NEW)
+    wait_condition(kubectl, "networknode", "gonka", namespace, "UpdatePending", "True", "PoCInProgress")
+    kubectl.run("annotate", "networknode", "gonka", "-n", namespace, "gonka.ai/force-update=true")
+    wait_for(lambda: node_image(kubectl, namespace) == NODE_NEW, 30, "forced through during PoC")
+
+
+# -- the drain ends when the epoch turns -------------------------------------------------------------
+
+def test_a_drain_ends_when_the_epoch_has_turned(operator: Operator, kubectl: Kubectl, poc: StandIn,
+                                               namespace: str) -> None:
+    """Deleted during a confirmation PoC (should_be_online): it stays; the next epoch's PoC opens
+    (still should_be_online, still a window), but the node was disabled in the previous epoch, so it
+    is no longer scheduled: released."""
+    name = f"turn-{uuid.uuid4().hex[:6]}"
+    kubectl.run("apply", "-n", namespace, "-f", "-", input=NN + "---" + node(name))
+    wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", timeout=90)
+    epoch = wait_for(lambda: (kubectl.get("networknode", "gonka", namespace) or {}).get("status", {})
+                     .get("epoch", {}).get("id"), 30, "the host status read the epoch")
+    poc.poc("confirmation-start")
+    wait_for(lambda: ((kubectl.get("inferencenode", name, namespace) or {}).get("status", {}).get("registry", {})
+                      .get("onboarding", {}).get("shouldBeOnline")), 30, "the operator saw the confirmation PoC")
+    kubectl.run("delete", "inferencenode", name, "-n", namespace, "--wait=false")
+    draining = wait_condition(kubectl, "inferencenode", name, namespace, "Registered", "True", "Draining")
+    assert f"until epoch {epoch} has ended" in draining["message"], draining["message"]
+    holds_for(lambda: name in poc.nodes() and kubectl.get("inferencenode", name, namespace) is not None, 4,
+              "the entry and the CR stay during the confirmation PoC")
+    poc.poc("open")  # the epoch turns
+    wait_for(lambda: kubectl.get("inferencenode", name, namespace) is None, 30, "released once the epoch turned")
+    assert name not in poc.nodes()
+    deregistered = [e for e in events(kubectl, name, namespace) if e["reason"] == "Deregistered"]
+    assert deregistered and "epoch has turned" in deregistered[-1]["message"], deregistered
+
+
+def events(kubectl: Kubectl, name: str, namespace: str) -> list[dict]:
+    out = kubectl.run("get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}",
+                      "-o", "json").stdout
+    return list(json.loads(out)["items"])

@@ -290,7 +290,9 @@ async def test_a_deleted_node_is_disabled_drained_through_poc_then_deregistered(
 
 # -- the PodDisruptionBudget -----------------------------------------------------------------------
 
-async def test_the_pdb_is_tight_during_poc_and_loose_outside_and_a_flip_marks_a_reconcile() -> None:
+async def test_the_pdb_exists_only_during_poc_and_a_flip_marks_a_reconcile() -> None:
+    """Issue 13's budget (create, finalizer, 3 children, 1 status): the PDB is a 4th child only while
+    it protects something. Absent outside PoC = "loosened" for a one-replica Deployment."""
     from gonka_operator.drift import Repairs
 
     ctx, kube = context(None)  # type: ignore[arg-type]
@@ -298,20 +300,166 @@ async def test_the_pdb_is_tight_during_poc_and_loose_outside_and_a_flip_marks_a_
     loop = setup(ctx, kube, "a")
     record = ctx.inference[("ns", "a")]
 
-    def pdb() -> dict[str, Any]:
-        return next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "PodDisruptionBudget")
+    def pdbs() -> list[dict[str, Any]]:
+        return [c for c in inference_node.desired_for(ctx, record) if c["kind"] == "PodDisruptionBudget"]
 
-    assert pdb()["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
-        "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "mlnode", "gonka.ai/inference-node": "a"}}}
-    assert pdb()["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
+    assert pdbs() == []
     await inference_node.apply_children(ctx, record)
-    assert ("PodDisruptionBudget", "a-mlnode") in kube.applied
+    assert ("PodDisruptionBudget", "a-mlnode") not in kube.applied + kube.deleted
+    assert ("PodDisruptionBudget", "a-mlnode") in kube.gets  # it ran before: one read for a PDB left behind
+    kube.gets.clear()
+    await inference_node.apply_children(ctx, record)  # an idle reconcile: no read, no write
+    assert kube.gets == [] and kube.deleted == []
     assert disruption.released(ctx, {("ns", "a")}) == [] and ctx.repairs.pending == {}  # nothing changed
+
     poll(loop, POC)
-    assert pdb()["spec"]["maxUnavailable"] == 0
+    [pdb] = pdbs()
+    assert pdb["spec"] == {"minAvailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/instance": "a", "app.kubernetes.io/component": "mlnode", "gonka.ai/inference-node": "a"}}}
+    assert pdb["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     disruption.released(ctx, {("ns", "a")})
-    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # tighten it now
+    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # create it now
     ctx.repairs.pending.clear()
     await inference_node.apply_children(ctx, record)
+    assert kube.applied[-1] == ("PodDisruptionBudget", "a-mlnode")
     disruption.released(ctx, {("ns", "a")})
     assert ctx.repairs.pending == {}  # applied: no further mark while the window stays open
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied.count(("PodDisruptionBudget", "a-mlnode")) == 1  # idle inside the window: no write
+
+    poll(loop, INFERENCE)
+    disruption.released(ctx, {("ns", "a")})
+    assert list(ctx.repairs.pending) == [("InferenceNode", ("ns", "a"))]  # delete it now
+    await inference_node.apply_children(ctx, record)
+    assert kube.deleted == [("PodDisruptionBudget", "a-mlnode")]
+    poll(loop, POC)  # the next window creates it again (the digest of the last apply was dropped)
+    await inference_node.apply_children(ctx, record)
+    assert kube.applied.count(("PodDisruptionBudget", "a-mlnode")) == 2
+
+
+# -- the network node's own pod (StatefulSet) ------------------------------------------------------
+
+def statefulset(image: str) -> dict[str, Any]:
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "gonka-node", "namespace": "ns"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "api", "image": image}]}}}}
+
+
+def epoch_read(phase: str, height: int, index: int = 2, end: int = 160) -> dict[str, Any]:
+    """`GET /v1/epochs/latest` as the stand-in (and upstream's public API) answers it."""
+    return {"block_height": height, "latest_epoch": {"index": index, "poc_start_block_height": 100},
+            "phase": phase, "is_confirmation_poc_active": False,
+            "epoch_stages": {"epoch_index": index, "poc_start": 100, "poc_validation_end": end}}
+
+
+def host_node(ctx: Context) -> Any:
+    from fakekube import network
+    nn = network(ctx, "gonka")
+    nn.body["metadata"]["annotations"] = {}
+    return nn
+
+
+def test_the_window_end_is_fixed_once_per_window_rounded_to_the_minute() -> None:
+    from fakekube import network
+    ctx, _ = context(None)  # type: ignore[arg-type]
+    nn = network(ctx, "gonka")
+    t0 = datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC)
+    disruption.observe_epoch(nn, epoch_read("Inference", 90), at=0.0, now=t0)
+    disruption.observe_epoch(nn, epoch_read("Inference", 95), at=10.0, now=t0)  # 2 s per block, measured
+    assert "window" not in nn.disruption
+    disruption.observe_epoch(nn, epoch_read("PoCGenerate", 100), at=20.0, now=t0)
+    assert nn.disruption["window"]["end"] == "2026-06-01T12:02Z"  # 60 blocks × 2 s = 120 s, to the minute
+    # later reads within the same window never move it (no status write per poll), whatever the rate
+    disruption.observe_epoch(nn, epoch_read("PoCValidate", 150), at=21.0, now=t0)
+    assert nn.disruption["window"]["end"] == "2026-06-01T12:02Z"
+    disruption.observe_epoch(nn, epoch_read("Inference", 161), at=40.0, now=t0)
+    assert "window" not in nn.disruption
+    # frozen clock (no block moved yet): the mainnet's ~5 s per block
+    fresh = network(ctx, "other")
+    disruption.observe_epoch(fresh, epoch_read("PoCGenerate", 100), at=0.0, now=t0)
+    assert fresh.disruption["window"]["end"] == "2026-06-01T12:05Z"
+
+
+async def test_a_network_node_pod_change_is_held_during_poc_with_the_time_until_it_ends() -> None:
+    from gonka_operator.drift import Repairs
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    ctx.repairs = Repairs(ctx)
+    nn = host_node(ctx)
+    kube.objects[("StatefulSet", "gonka-node")] = statefulset("api:0.2.14")
+    service = {"kind": "Service", "metadata": {"name": "gonka-api"}}
+    nn.host["epoch"] = {"id": 2, "phase": "Inference"}
+    assert await disruption.hold_network(ctx, nn, [service, statefulset("api:0.2.15")]) == [
+        service, statefulset("api:0.2.15")]
+    assert kube.gets == []  # no window: nothing read
+
+    nn.host["epoch"] = {"id": 2, "phase": "PoCGenerate"}
+    disruption.observe_epoch(nn, epoch_read("PoCGenerate", 100), at=0.0,
+                             now=datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    assert await disruption.hold_network(ctx, nn, [service, statefulset("api:0.2.15")]) == [service]
+    held = nn.disruption["held"]
+    assert held["reason"] == "PoCInProgress" and "until ~2026-06-01T12:05Z" in held["message"]
+    assert "PoCGenerate" in held["message"] and "gonka.ai/force-update" in held["message"]
+    assert kube.reasons("gonka") == ["PoCInProgress"]
+    cond = disruption.condition(nn, [])
+    assert cond is not None and (cond.type, cond.ok, cond.reason) == ("UpdatePending", True, "PoCInProgress")
+    # the same template during PoC is not a restart: applied
+    assert len(await disruption.hold_network(ctx, nn, [statefulset("api:0.2.14")])) == 1
+    assert "held" not in nn.disruption
+    await disruption.hold_network(ctx, nn, [statefulset("api:0.2.15")])
+    assert disruption.release_network(ctx, ("ns", "gonka"), nn) is False and ctx.repairs.pending == {}
+
+    nn.host["epoch"] = {"id": 2, "phase": "Inference"}  # the window closed: marked, then applied
+    assert disruption.release_network(ctx, ("ns", "gonka"), nn) is True
+    assert list(ctx.repairs.pending) == [("NetworkNode", ("ns", "gonka"))]
+    assert len(await disruption.hold_network(ctx, nn, [statefulset("api:0.2.15")])) == 1
+    assert kube.reasons("gonka")[-1] == "UpdateApplied" and "held" not in nn.disruption
+    cond = disruption.condition(nn, [{"type": "UpdatePending"}])
+    assert cond is not None and (cond.ok, cond.reason) == (False, "UpToDate")
+
+
+async def test_confirmation_poc_holds_the_network_node_and_the_force_annotation_lets_it_through() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    nn = host_node(ctx)
+    kube.objects[("StatefulSet", "gonka-node")] = statefulset("api:0.2.14")
+    nn.host["epoch"] = {"id": 2, "phase": "Inference", "confirmationPoC": True}
+    assert await disruption.hold_network(ctx, nn, [statefulset("api:0.2.15")]) == []
+    assert "confirmation PoC" in nn.disruption["held"]["message"]
+    nn.body["metadata"]["annotations"] = {"gonka.ai/force-update": "true"}
+    assert len(await disruption.hold_network(ctx, nn, [statefulset("api:0.2.15")])) == 1
+
+
+async def test_the_ml_hold_message_says_until_when() -> None:
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    setup(ctx, kube, "a", timing=POC)
+    nn = host_node(ctx)
+    disruption.observe_epoch(nn, epoch_read("PoCGenerate", 100), at=0.0, now=datetime(2026, 6, 1, 12, 0, tzinfo=UTC))
+    record = edit(ctx, "a", "3.0.9")
+    await inference_node.apply_children(ctx, record)
+    assert "until ~2026-06-01T12:05Z" in record.disruption["held"]["message"]
+
+
+# -- drain: the epoch has turned --------------------------------------------------------------------
+
+def test_the_drain_ends_when_the_epoch_has_turned_even_if_still_online() -> None:
+    online = {**INFERENCE, "should_be_online": True}
+    b = deleted("2026-06-01T11:00:00Z")
+    assert not disruption.drain_step(entry(online, False), b, NOW, epoch=3, disabled_in=3).done
+    step = disruption.drain_step(entry(online, False), b, NOW, epoch=4, disabled_in=3)
+    assert step.done and "epoch" in step.why
+    # unknown current epoch: should_be_online alone decides, as before
+    assert not disruption.drain_step(entry(online, False), b, NOW, epoch=None, disabled_in=3).done
+
+
+def test_the_drain_records_the_epoch_it_disabled_the_entry_in() -> None:
+    from fakekube import network
+    ctx, _ = context(None)  # type: ignore[arg-type]
+    nn = network(ctx, "gonka")
+    nn.host["epoch"] = {"id": 7, "phase": "Inference"}
+    record = InferenceRecord(body=deleted("2026-06-01T11:00:00Z"))
+    online = {**INFERENCE, "should_be_online": True}
+    step = disruption.drain_for(ctx, record, entry(online, True), NOW)
+    assert step.disable and not step.done and record.disruption["drain_epoch"] == 7
+    nn.host["epoch"] = {"id": 8, "phase": "PoCGenerate"}  # the epoch turned (its PoC is open: not ours)
+    assert disruption.drain_for(ctx, record, entry(POC, False), NOW).done
+    # after a restart (nothing recorded), the entry's admin_state.epoch (3 here) is the disable epoch
+    fresh = InferenceRecord(body=deleted("2026-06-01T11:00:00Z"))
+    assert disruption.drain_for(ctx, fresh, entry(online, False), NOW).done

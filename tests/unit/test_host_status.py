@@ -120,8 +120,11 @@ async def test_one_get_per_endpoint_per_round_whatever_the_number_of_ml_nodes(
     admin, seen = counted
     _ctx, kube, watch = _setup(sim, admin, inference_nodes=25)
     await watch.round()
-    assert seen == {"/admin/v1/setup/report": 1, "/status": 1, "/v1/epochs/latest": 1}
+    address = sim.account_address
+    assert seen == {"/admin/v1/setup/report": 1, "/status": 1, "/v1/epochs/latest": 1,
+                    f"/v2/participants/{address}": 1}
     status = kube.statuses[NN]
+    assert status["epoch"]["participantWeight"] == 0  # from the public API: no PoC weight in the stand-in yet
     assert status["weight"] == sum(10 + i for i in range(25))
     assert 0 < status["chain"]["height"] <= sim.epoch_clock.height
     assert status["chain"]["catchingUp"] is False
@@ -130,7 +133,8 @@ async def test_one_get_per_endpoint_per_round_whatever_the_number_of_ml_nodes(
     for ctype in ("KeysReady", "PermissionsGranted", "ActiveInEpoch", "ChainSynced"):
         assert find(status["conditions"], ctype)["status"] == "True", ctype
     await watch.round()
-    assert seen == {"/admin/v1/setup/report": 2, "/status": 2, "/v1/epochs/latest": 2}
+    assert seen == {"/admin/v1/setup/report": 2, "/status": 2, "/v1/epochs/latest": 2,
+                    f"/v2/participants/{address}": 2}
 
 
 async def test_idle_rounds_within_a_phase_write_nothing_flips_write_at_once(
@@ -194,3 +198,45 @@ async def test_unreachable_faces_are_unknown_not_a_crash(counted: tuple[AdminCli
     # a later reconcile keeps the host conditions (no flapping removal)
     await network_node.write_status(ctx, record)
     assert find(kube.statuses[NN]["conditions"], "KeysReady") is not None
+
+
+def test_participant_weight_comes_from_the_public_api_not_the_report() -> None:
+    report = {"checks": [{"id": "active_in_epoch", "status": "PASS", "message": "", "details": {"weight": 5}}]}
+    epoch = {"phase": "Inference", "latest_epoch": {"index": 3}}
+    keys, _ = host_block(None, HostReads(report=report, epoch=epoch, participant={"participant": {"weight": 42}}),
+                         0, SEED, None)
+    assert keys["epoch"]["participantWeight"] == 42
+    # zero is omitted by the api (encoding/json omitempty): 0, not unknown
+    keys, _ = host_block(None, HostReads(report=report, epoch=epoch, participant={"participant": {}}), 0, SEED, None)
+    assert keys["epoch"]["participantWeight"] == 0
+    # not read this interval (e.g. 404: not on chain yet): what the status showed is kept
+    previous = {"epoch": {"id": 3, "phase": "Inference", "participantWeight": 42}}
+    keys, _ = host_block(previous, HostReads(report=report, epoch=epoch, participant_error="not found"), 0, SEED,
+                         None)
+    assert keys["epoch"]["participantWeight"] == 42
+
+
+async def test_the_participant_address_is_the_cold_key_of_the_report(sim: Simulator,
+                                                                     counted: tuple[AdminClient, Counter[str]]) -> None:
+    admin, seen = counted
+    _ctx, kube, watch = _setup(sim, admin, inference_nodes=1)
+    await http_post(sim.base_url + "/admin/v1/nodes", {
+        "id": "w", "host": "w.example", "inference_port": 5050, "poc_port": 8080, "max_concurrent": 500,
+        "models": {"Qwen/Qwen3-32B-FP8": {"args": []}}})
+    node = sim.registry.get("w")
+    assert node is not None
+    node.runtime.epoch_ml_nodes = {"Qwen/Qwen3-32B-FP8": {"node_id": "w", "poc_weight": 9}}
+    await watch.round()
+    assert kube.statuses[NN]["epoch"]["participantWeight"] == 9
+    async with httpx.AsyncClient() as http:  # no cold key in the report: no address to ask for
+        (await http.post(sim.base_url + "/stand-in/v1/setup-report",
+                         json={"checks": {"cold_key_configured": "FAIL"}})).raise_for_status()
+    seen.clear()
+    await watch.round()
+    assert not any(path.startswith("/v2/") for path in seen)
+    assert kube.statuses[NN]["epoch"]["participantWeight"] == 9  # kept
+
+
+async def http_post(url: str, body: dict[str, Any]) -> None:
+    async with httpx.AsyncClient() as http:
+        (await http.post(url, json=body)).raise_for_status()

@@ -228,3 +228,31 @@ async def test_broker_ignores_a_proxy_in_the_environment(monkeypatch: pytest.Mon
             await eventually(lambda: _equals(status, "INFERENCE"), 10, "INFERENCE without the proxy")
     finally:
         await ml.stop()
+
+
+async def test_public_participant_by_address_as_upstream(sim: Simulator) -> None:
+    """`GET /v2/participants/:address` (decentralized-api public server.go v2 group →
+    getParticipantByAddress): the chain's QueryGetParticipantResponse as encoding/json writes it
+    (`{"participant": {...}}`, zero fields omitted, status the enum's number); an unknown address is
+    the keeper's NotFound → 404 `{"error": "not found"}` (TransparentErrorHandler)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        report = (await http.get(f"{sim.base_url}/admin/v1/setup/report")).json()
+        cold = next(c for c in report["checks"] if c["id"] == "cold_key_configured")
+        address = cold["details"]["address"]
+        assert address.startswith("gonka1") and len(address) == 44  # bech32 of a 20-byte account hash
+        public = sim.url_of("public")
+        resp = await http.get(f"{public}/v2/participants/{address}")
+        assert resp.status_code == 200
+        participant = resp.json()["participant"]
+        assert participant["index"] == participant["address"] == address
+        assert "weight" not in participant  # no ML node has PoC weight yet: omitted (omitempty)
+        await http.post(f"{sim.base_url}/admin/v1/nodes", json={
+            "id": "w", "host": "w.example", "inference_port": 5050, "poc_port": 8080, "max_concurrent": 500,
+            "models": {QWEN32: {"args": []}}})
+        node = sim.registry.get("w")
+        assert node is not None
+        node.runtime.epoch_ml_nodes = {QWEN32: {"node_id": "w", "poc_weight": 7}}
+        participant = (await http.get(f"{public}/v2/participants/{address}")).json()["participant"]
+        assert participant["weight"] == 7 and participant["status"] == 1  # ACTIVE
+        unknown = await http.get(f"{public}/v2/participants/gonka1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqy2m5g")
+        assert unknown.status_code == 404 and unknown.json() == {"error": "not found"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -153,3 +154,41 @@ exit 2
     assert calls.read_text().splitlines() == ["keys show", "keys add", "keys show", "keys show"]
     assert json.loads(term.read_text())["created"] is False
     assert all(SECRET_VALUE not in out and "mnemonic" not in out for out in outputs)
+
+
+def test_the_warm_key_script_with_the_stand_in_inferenced_creates_once_and_never_leaks(tmp_path: Path) -> None:
+    """WARM_KEY_SCRIPT as the Job runs it (sh), against the stand-in `inferenced keys` of the real
+    node's api role image (simulator/keys.py, the Cosmos SDK's file keyring prompts)."""
+    import json
+    import subprocess
+    import sys
+
+    from gonka_operator.builders.onboarding import WARM_KEY_SCRIPT
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "inferenced").write_text(f"#!/bin/sh\nexec {sys.executable} -m gonka_operator.simulator.keys \"$@\"\n")
+    (bin_dir / "inferenced").chmod(0o755)
+    term = tmp_path / "termination-log"
+    script = WARM_KEY_SCRIPT.replace("/dev/termination-log", str(term))
+    password = "s3cret-" + "x" * 8
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HOME": str(tmp_path / "root"),
+           "KEY_NAME": "warm", "KEYRING_PASSWORD": password}
+
+    def run() -> tuple[dict[str, object], str]:
+        out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60, check=True)
+        return json.loads(term.read_text()), out.stdout + out.stderr
+
+    first, log1 = run()
+    assert first["created"] is True and str(first["warmKeyAddress"]).startswith("gonka1")
+    assert (tmp_path / "root" / ".inference" / "keyring-file" / "warm.info").exists()
+    second, log2 = run()
+    assert second == {"warmKeyAddress": first["warmKeyAddress"], "created": False}  # never a key twice
+    for log in (log1, log2):
+        assert password not in log and "mnemonic" not in log and "Important" not in log
+    keyring = tmp_path / "root" / ".inference" / "keyring-file"
+    assert not any(password in p.read_text() for p in keyring.iterdir())  # only a salted hash is kept
+    before = sorted(p.name for p in keyring.iterdir())
+    env["KEYRING_PASSWORD"] = "wrong"  # a wrong password cannot read the key: the Job fails, creates nothing
+    out = subprocess.run(["sh", "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and sorted(p.name for p in keyring.iterdir()) == before

@@ -109,10 +109,11 @@ records every request it makes.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
-# the ML Deployment's PodDisruptionBudget (maxUnavailable 0 during PoC): applied only
+# the ML Deployment's PodDisruptionBudget: applied when a PoC window opens, deleted when it closes;
+# read once after a restart (one a closed window may have left)
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch]
+  verbs: [get, create, patch, delete]
 # the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied only
 - apiGroups: [""]
   resources: [configmaps]

@@ -451,6 +451,12 @@ while True:
 '
 """
 
+INFERENCED_KEYS = """#!/bin/sh
+# `inferenced keys show|add` for the warm-key Job (the api image ships inferenced): the stand-in of
+# simulator/keys.py, the Cosmos SDK's file keyring under $HOME/.inference (the Job's volume).
+exec python3 -m gonka_operator.simulator.keys "$@"
+"""
+
 MLNODE_UVICORN = f"""#!/bin/sh
 # The InferenceNode's mlnode container runs `uvicorn api.app:app --host=0.0.0.0 --port=8080`
 # (upstream mlnode). Here the same command starts the ML-node stand-in on that port.
@@ -490,9 +496,13 @@ def role_images(repo: Path = REPO_ROOT) -> dict[str, Image]:
     nginx = rootfs_image("nginx", NGINX_PACKAGES, ImageConfig(cmd=["nginx", "-g", "daemon off;"]))
     return {
         "operator": operator,
+        # root, as upstream's api image (no USER): the warm-key Job writes the keyring into the node
+        # pod's /root/.inference volume (a root-owned 0750 directory of the hostPath provisioner)
         "api": derived_image("role-api", operator, ImageConfig(
             entrypoint=["/usr/local/bin/gonka-api-standin"], workdir="/tmp", ports=[9000, 9100, 9200, 26657],
-            env=op_env, user=op_user), {"/usr/local/bin/gonka-api-standin": (API_ENTRYPOINT.encode(), 0o755)}),
+            env=[*op_env, "HOME=/root"], user="0:0"),
+            {"/usr/local/bin/gonka-api-standin": (API_ENTRYPOINT.encode(), 0o755),
+             "/usr/local/bin/inferenced": (INFERENCED_KEYS.encode(), 0o755)}),
         "node": derived_image("role-node", operator, ImageConfig(workdir="/opt/gonka-node", env=op_env, user=op_user),
                               {"/opt/gonka-node/init-docker.sh": (NODE_INIT.encode(), 0o755)}),
         "tmkms": derived_image("role-tmkms", operator,

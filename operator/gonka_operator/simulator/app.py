@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 
-from gonka_operator.simulator.network import parse_setup_checks, setup_report
+from gonka_operator.simulator.network import account_key, parse_setup_checks, setup_report
 from gonka_operator.simulator.state import ApiError
 
 if TYPE_CHECKING:
@@ -245,7 +245,7 @@ async def get_setup_report(request: web.Request) -> web.Response:
     if (missing := _latest_only(request)) is not None:
         return missing
     sim = _sim(request)
-    return _json(setup_report(sim.setup_checks, sim.catching_up))
+    return _json(setup_report(sim.setup_checks, sim.catching_up, account_key(sim.validator_seed)))
 
 
 async def get_poc_timing(request: web.Request) -> web.Response:
@@ -320,7 +320,7 @@ async def control_setup_report(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         return _json({"error": str(exc)}, 400)
     sim.setup_checks = checks
-    return _json(setup_report(sim.setup_checks, sim.catching_up))
+    return _json(setup_report(sim.setup_checks, sim.catching_up, account_key(sim.validator_seed)))
 
 
 async def control_chain(request: web.Request) -> web.Response:

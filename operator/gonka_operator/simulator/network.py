@@ -1,7 +1,14 @@
 """The network node's other faces (latest generation): public API, ML callback server, chain RPC.
 
 - Public API (upstream port 9000, `decentralized-api/internal/server/public/`):
-  `GET /v1/epochs/latest` from the epoch clock (`epoch.py`).
+  `GET /v1/epochs/latest` from the epoch clock (`epoch.py`); `GET /v2/participants/:address`
+  (`server.go`'s v2 group → `getParticipantByAddress`, the chain's `QueryGetParticipantResponse`
+  written by echo's `c.JSON`, i.e. encoding/json: `{"participant": {...}}` with the proto's
+  `omitempty` names, zero values left out, `status` the enum's number, ACTIVE = 1; an unknown address
+  is the keeper's `codes.NotFound "not found"` → 404 `{"error": "not found"}` through
+  `middleware.TransparentErrorHandler`). The stand-in knows one participant, its host's: the account
+  (cold key) address of the setup report's `cold_key_configured` details; its weight is the sum of
+  the registered ML nodes' `poc_weight`.
 - ML callback server (upstream port 9100, `decentralized-api/internal/server/mlnode/server.go`):
   `POST /v2/poc-batches/<model>/generated|validated` (v0.2.14+, model path-escaped, possibly twice),
   `POST /v2/poc-batches/generated|validated` and `POST /v1/poc-batches/generated|validated` (older
@@ -11,7 +18,8 @@
   {latest_block_hash, latest_block_height (a string, as CometBFT sends it), latest_block_time,
   catching_up}`, `result.validator_info {address, pub_key {type, value}, voting_power}`.
 - `GET /admin/v1/setup/report` (admin `setup_report.go`): `{experimental, generated_at, cached_until,
-  overall_status, checks [{id, status, message}], summary}`; every check PASS unless configured
+  overall_status, checks [{id, status, message, details?}], summary}` (`cold_key_configured` PASS has
+  `details {address, pubkey}`, as upstream's `checkColdKey`); every check PASS unless configured
   otherwise (`--setup-report FILE`, `--setup-check ID=STATUS`, `POST /stand-in/v1/setup-report`);
   `block_sync` follows the chain's `catching_up`.
 """
@@ -75,7 +83,48 @@ def parse_setup_checks(values: dict[str, Any]) -> dict[str, dict[str, str]]:
     return out
 
 
-def setup_report(overrides: dict[str, dict[str, str]], catching_up: bool) -> dict[str, Any]:
+_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+def _bech32(hrp: str, data: bytes) -> str:
+    """BIP-173 bech32 of `data` (8-bit → 5-bit groups, polymod checksum): a Cosmos SDK address."""
+    acc, bits, groups = 0, 0, []
+    for byte in data:
+        acc, bits = (acc << 8) | byte, bits + 8
+        while bits >= 5:
+            bits -= 5
+            groups.append((acc >> bits) & 31)
+    if bits:
+        groups.append((acc << (5 - bits)) & 31)
+    values = [ord(c) >> 5 for c in hrp] + [0] + [ord(c) & 31 for c in hrp] + groups + [0] * 6
+    chk = 1
+    for v in values:
+        top, chk = chk >> 25, ((chk & 0x1FFFFFF) << 5) ^ v
+        for i, gen in enumerate((0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)):
+            chk ^= gen if (top >> i) & 1 else 0
+    chk ^= 1
+    return hrp + "1" + "".join(_BECH32[g] for g in groups + [(chk >> 5 * (5 - i)) & 31 for i in range(6)])
+
+
+def account_key(seed: str) -> tuple[str, str]:
+    """(address, base64 pubkey) of the host's made-up account (cold) key: a 33-byte compressed-key
+    shape from the seed, its address as the Cosmos SDK derives it (ripemd160 of sha256, bech32 "gonka")."""
+    pubkey = b"\x02" + hashlib.sha256(f"account:{seed}".encode()).digest()
+    return address_of(pubkey)[0], base64.b64encode(pubkey).decode()
+
+
+def address_of(pubkey: bytes) -> tuple[str, bytes]:
+    """(bech32 "gonka" address, its 20 bytes) of a public key, as the Cosmos SDK derives it."""
+    digest = hashlib.sha256(pubkey).digest()
+    try:
+        account = hashlib.new("ripemd160", digest).digest()
+    except ValueError:  # an OpenSSL without its legacy provider: same length, still deterministic
+        account = hashlib.sha256(digest).digest()[:20]
+    return _bech32("gonka", account), account
+
+
+def setup_report(overrides: dict[str, dict[str, str]], catching_up: bool,
+                 account: tuple[str, str] | None = None) -> dict[str, Any]:
     now = datetime.now(UTC)
     checks = []
     known = {c[0] for c in SETUP_CHECKS}
@@ -85,7 +134,10 @@ def setup_report(overrides: dict[str, dict[str, str]], catching_up: bool) -> dic
         status = item.get("status", status)
         message = item.get("message") or (passed if status == "PASS" else failed if status == "FAIL"
                                           else f"Unable to check {check_id.replace('_', ' ')}")
-        checks.append({"id": check_id, "status": status, "message": message})
+        check: dict[str, Any] = {"id": check_id, "status": status, "message": message}
+        if check_id == "cold_key_configured" and status == "PASS" and account is not None:
+            check["details"] = {"address": account[0], "pubkey": account[1]}
+        checks.append(check)
     for check_id, item in overrides.items():
         if check_id not in known:
             checks.append({"id": check_id, "status": item["status"], "message": item.get("message", "")})
@@ -121,11 +173,29 @@ async def public_status(request: web.Request) -> web.Response:
     return _json({"status": "ok", "epoch": _sim(request).epoch_clock.latest()})
 
 
+async def participant_by_address(request: web.Request) -> web.Response:
+    sim = _sim(request)
+    address, pubkey = account_key(sim.validator_seed)
+    if request.match_info["address"] != address:
+        return _json({"error": "not found"}, 404)
+    weight = 0
+    for node_id in sim.registry.node_ids():
+        node = sim.registry.get(node_id)
+        if node is not None:
+            weight += sum(int(v.get("poc_weight", 0)) for v in node.runtime.epoch_ml_nodes.values())
+    validator = base64.b64encode(hashlib.sha256(sim.validator_seed.encode()).digest()).decode()
+    participant: dict[str, Any] = {"index": address, "address": address, "weight": weight, "join_height": 1,
+                                   "status": 1, "validator_key": validator, "worker_public_key": pubkey,
+                                   "current_epoch_stats": {}}
+    return _json({"participant": {k: v for k, v in participant.items() if v not in (0, "")}})
+
+
 def build_public_app(sim: Simulator) -> web.Application:
     app = web.Application()
     app[NET_KEY] = sim
     app.router.add_get("/v1/status", public_status)
     app.router.add_get("/v1/epochs/latest", epochs_latest)
+    app.router.add_get("/v2/participants/{address}", participant_by_address)
     return app
 
 

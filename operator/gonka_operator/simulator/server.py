@@ -97,6 +97,12 @@ class Simulator:
         return self.registry.generation
 
     @property
+    def account_address(self) -> str:
+        """The host's account (cold key) address: setup report details, `/v2/participants/<it>`."""
+        from gonka_operator.simulator.network import account_key
+        return account_key(self.validator_seed)[0]
+
+    @property
     def base_url(self) -> str:
         """`http://127.0.0.1:<port>`: what AdminClient takes (the api itself is under /admin/v1)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
