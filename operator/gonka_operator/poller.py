@@ -399,7 +399,7 @@ class RegistryLoop:
             self.forget(key)
             return
         spec = InferenceNodeSpec.model_validate(record.body["spec"])
-        moot = registry.network_node_gone(ctx, key[0], spec)
+        moot = await registry.network_node_gone(ctx, key[0], spec)
         drained = "" if moot else await self._drain(record, node_id)  # raises while still scheduled
         try:
             removed = await ctx.admin.delete(self.url, node_id)
@@ -530,6 +530,8 @@ class Registries:
         except RegistryProblem as problem:
             url = record.admin_url if deleting else None
             if deleting and url is None:
+                if problem.facts.reason == "NetworkNodeNotFound" and not await self._network_gone(key, spec):
+                    return  # not indexed yet (start-up): marked again when the index lists it
                 if _holds_finalizer(record):
                     await release(ctx, record, "Deregistered",
                                   f"{problem.facts.message}: it was never registered, nothing to remove")
@@ -544,6 +546,13 @@ class Registries:
             if other_url != url and key in loop.members:
                 loop.forget(key)
         self.loop(url).mark(key)
+
+    async def _network_gone(self, key: Key, spec: InferenceNodeSpec) -> bool:
+        try:
+            return await registry.network_node_gone(self.ctx, key[0], spec)
+        except KubeError as exc:
+            logger.warning("InferenceNode %s/%s: could not read its NetworkNode: %s", *key, exc)
+            return False  # the next tick marks it again
 
     def mark_network(self, nn_key: Key) -> list[Key]:
         """Mark every InferenceNode of a NetworkNode (it appeared, became ready, or went)."""
@@ -576,8 +585,8 @@ class Registries:
             url = self._url_of(key, record)
             if url:
                 members[url].add(key)
-            elif not record.registration.ok and not _deleting(record):
-                await self.mark(key)  # e.g. its NetworkNode appeared meanwhile
+            elif not record.registration.ok and (not _deleting(record) or _holds_finalizer(record)):
+                await self.mark(key)  # e.g. its NetworkNode appeared meanwhile (or is confirmed gone)
         for nn_key in list(ctx.network):
             url = registry.network_admin_url(ctx, nn_key)
             if url:
