@@ -21,9 +21,13 @@ from gonka_operator.kube import KubeError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
+# What may be pruned (kind → apiVersion). Job: the preload Job of a previous model; ConfigMap: an
+# adminURL node's own proxy config after a switch to networkNodeRef; PodDisruptionBudget: the ML
+# Deployment's, after a switch to spec.external.
 API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1",
-                "Job": "batch/v1"}  # Job: the preload Job of a previous model
+                "Job": "batch/v1", "ConfigMap": "v1", "PodDisruptionBudget": "policy/v1"}
 NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
+CREATED_ONCE = ("Job",)
 
 
 class ApplyRefused(Exception):
@@ -33,10 +37,32 @@ class ApplyRefused(Exception):
         super().__init__(f"{obj['kind']} {obj['metadata']['name']}: {message}")
 
 
+async def create_once(ctx: Any, desired: Obj) -> Obj:
+    """A Job is created, never patched or replaced: its pod template is immutable, and replacing it
+    re-runs it. Its name carries what must re-run it (hf_cache.job_name: repository, revision,
+    volume; the onboarding Jobs run once per NetworkNode), never the image: a chart upgrade that
+    changes the operator image (the preload Job's) must not re-run every preload."""
+    try:
+        created: Obj = await ctx.kube.create(desired)
+        return created
+    except KubeError as exc:
+        if exc.status != 409:
+            if exc.status in (400, 422):
+                raise ApplyRefused(desired, str(exc)) from exc
+            raise
+    meta = desired["metadata"]
+    live: Obj | None = await ctx.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+    if live is None:  # deleted between the two calls: the next reconcile creates it
+        raise KubeError(409, f"{desired['kind']} {meta['namespace']}/{meta['name']} is being deleted")
+    return live
+
+
 async def apply_child(ctx: Any, desired: Obj) -> Obj:
     """Server-side apply `desired`, replacing the live object when (and only when) its edit is
     what the apply cannot merge into (e.g. strategy switched to RollingUpdate gains rollingUpdate
-    defaults that Recreate forbids)."""
+    defaults that Recreate forbids). A Job is created once (`create_once`)."""
+    if desired["kind"] in CREATED_ONCE:
+        return await create_once(ctx, desired)
     try:
         applied: Obj = await ctx.kube.apply(desired)
         return applied

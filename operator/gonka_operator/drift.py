@@ -22,7 +22,7 @@ from gonka_operator import inference_node, network_node
 from gonka_operator.builders import hf_cache
 from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
 from gonka_operator.builders.onboarding import is_onboarding_pod
-from gonka_operator.children import NEVER_PRUNED, forget, owned_by
+from gonka_operator.children import CREATED_ONCE, NEVER_PRUNED, forget, owned_by
 from gonka_operator.context import Context, Key, Record
 from gonka_operator.kube import KubeError
 from gonka_operator.registry import backoff
@@ -78,6 +78,8 @@ def needs_reconcile(desired: list[Obj], obj: Obj, deleted: bool, owner_uid: str)
     want = _find(desired, obj["kind"], obj["metadata"]["name"])
     if want is None:  # not desired (any more): prune it if it is really this CR's child
         return not deleted and obj["kind"] not in NEVER_PRUNED and owned_by(obj, owner_uid)
+    if obj["kind"] in CREATED_ONCE:  # a Job is never patched: only its absence is drift
+        return deleted
     return deleted or not is_subset(want, obj)
 
 

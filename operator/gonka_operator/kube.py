@@ -105,7 +105,8 @@ class Kube:
 
     async def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
-        return await self._call("POST", object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj)
+        return await self._call("POST", object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj,
+                                [("fieldManager", FIELD_MANAGER)])
 
     async def replace(self, obj: Obj) -> Obj:
         """PUT `obj` (its resourceVersion makes a concurrent change a 409)."""

@@ -22,7 +22,8 @@ class FakeKube:
         self.patches: list[tuple[str, str, Obj]] = []
         self.events: list[tuple[str, str, str, str]] = []  # name, type, reason, message
         self.finalizers: list[tuple[str, bool]] = []
-        self.applied: list[tuple[str, str]] = []
+        self.applied: list[tuple[str, str]] = []  # every child written: apply() and create()
+        self.created: list[tuple[str, str]] = []  # create() only (Jobs), 409 for what `objects` holds
         self.deleted: list[tuple[str, str]] = []
         self.refuse: dict[tuple[str, str], KubeError] = {}
         self.refuse_dry_run: dict[tuple[str, str], KubeError] = {}
@@ -51,6 +52,15 @@ class FakeKube:
             raise self.refuse[key]
         self.applied.append(key)
         return {**obj, "status": {}}
+
+    async def create(self, obj: Obj) -> Obj:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in self.objects:
+            raise KubeError(409, f"{obj['kind']} {key[1]} already exists")
+        self.created.append(key)
+        self.applied.append(key)
+        self.objects[key] = {**obj, "status": {}}
+        return self.objects[key]
 
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         self.gets.append((kind, name))
