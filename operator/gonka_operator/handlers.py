@@ -201,5 +201,7 @@ async def reconcile_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OURS)
 @kopf.on.event("", "v1", "pods", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
+@kopf.on.event("", "v1", "configmaps", labels=OURS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await drift.on_child_event(_ctx(memo), type, _plain(body))

@@ -22,6 +22,12 @@ NOT_VISIBLE_IN_REQUESTS: dict[Triple, str] = {
     ("", "pods/log", "get"):
         "read while a preload Job's pod runs (progress on status.cache); kwok completes a Job's pod at once, "
         "so no log is read here (tests/unit/test_hf_cache_preload.py reads a real run's log)",
+    ("policy", "poddisruptionbudgets", "delete"):
+        "prunes the ML Deployment's PodDisruptionBudget after a switch to spec.external "
+        "(tests/unit/test_children_apply.py); the chart test switches no node",
+    ("", "configmaps", "delete"):
+        "prunes an adminURL node's own proxy ConfigMap after a switch to networkNodeRef "
+        "(tests/unit/test_children_apply.py); the chart test switches no node",
     ("batch", "jobs", "delete"):
         "prunes the previous model's HF-cache preload Job after a model change (tests/unit/test_hf_cache.py); "
         "the chart test changes no model",

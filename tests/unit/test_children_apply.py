@@ -100,3 +100,18 @@ def test_the_preload_job_name_hashes_model_revision_and_volume_not_the_image() -
     spec = InferenceNodeSpec.model_validate(base)
     jobs = [build.build_preload_job(owner, spec, image) for image in ("operator:1.0", "operator:1.1")]
     assert jobs[0] and jobs[1] and jobs[0]["metadata"]["name"] == jobs[1]["metadata"]["name"] == default
+
+
+def test_every_prunable_kind_is_watched_for_drift() -> None:
+    """Pruning knows a child from its watch events (record.children), and drift repair needs them
+    too: each kind children.prune may delete must be watched by the child-event handler."""
+    import kopf
+
+    from gonka_operator import handlers
+
+    watched = {(h.selector.group, h.selector.any_name) for h in kopf.get_default_registry()._watching.get_all_handlers()
+               if h.fn is handlers.child_changed}
+    plural = {"NetworkPolicy": "networkpolicies"}
+    for kind, api_version in children.API_VERSIONS.items():
+        group = api_version.rpartition("/")[0]
+        assert (group, plural.get(kind, kind.lower() + "s")) in watched, kind

@@ -93,10 +93,10 @@ records every request it makes.
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 # the HF-cache preload Job (spec.hfCache.preload): its status is status.cache; the previous model's Job
-# is pruned (delete)
+# is pruned (delete). Jobs are created once, never patched (get: the existing one on 409)
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [list, watch, create, patch]
@@ -109,14 +109,16 @@ records every request it makes.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
-# the ML Deployment's PodDisruptionBudget (maxUnavailable 0 during PoC): applied only
+# the ML Deployment's PodDisruptionBudget (maxUnavailable 0 during PoC): applied, watched (drift),
+# pruned (delete: the node switched to spec.external)
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch]
-# the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied only
+  verbs: [list, watch, create, patch, delete]
+# the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied, watched
+# (drift), pruned (delete: an adminURL node switched to networkNodeRef)
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
+  verbs: [list, watch, create, patch, delete]
 # pods: only watched (the scheduler's verdict on a Pending ML pod: InsufficientGPU, Unschedulable)
 - apiGroups: [""]
   resources: [pods]
