@@ -26,6 +26,7 @@ Obj = dict[str, Any]
 # Deployment's, after a switch to spec.external.
 API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1",
                 "Job": "batch/v1", "ConfigMap": "v1", "PodDisruptionBudget": "policy/v1"}
+APPLIED_API_VERSIONS = {**API_VERSIONS, "PersistentVolumeClaim": "v1"}  # every kind `applied` may hold
 NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
 CREATED_ONCE = ("Job",)
 
@@ -102,8 +103,12 @@ def changed(record: Any, desired: list[Obj]) -> list[Obj]:
     return [c for c in desired if record.applied.get(ident(c)) != digest(c)]
 
 
-def forget(record: Any, kind: str, name: str) -> None:
-    record.applied.pop((kind, name), None)
+async def forget(record: Any, kind: str, name: str) -> None:
+    """Drop what `changed` knows of a child, so that the next reconcile applies it. Under the apply
+    lock: an apply in flight records its digest when it ends, and a deletion seen meanwhile must
+    come after that, or the reconcile it marks would skip the child."""
+    async with record.apply_lock:
+        record.applied.pop((kind, name), None)
 
 
 def owned_by(obj: Obj, uid: str) -> bool:

@@ -20,9 +20,9 @@ from kubernetes.utils.quantity import parse_quantity
 
 from gonka_operator import inference_node, network_node
 from gonka_operator.builders import hf_cache
-from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_NETWORK_NODE, Obj
+from gonka_operator.builders.common import LABEL_INFERENCE_NODE, LABEL_MANAGED_BY, LABEL_NETWORK_NODE, MANAGED_BY, Obj
 from gonka_operator.builders.onboarding import is_onboarding_pod
-from gonka_operator.children import CREATED_ONCE, NEVER_PRUNED, forget, owned_by
+from gonka_operator.children import APPLIED_API_VERSIONS, CREATED_ONCE, NEVER_PRUNED, forget, owned_by
 from gonka_operator.context import Context, Key, Record
 from gonka_operator.kube import KubeError
 from gonka_operator.registry import backoff
@@ -135,10 +135,10 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             if ctx.registries is not None:
                 await ctx.registries.mark(key)
         if deleted:
-            forget(record, obj["kind"], obj["metadata"]["name"])  # applied again when desired
+            await forget(record, obj["kind"], obj["metadata"]["name"])  # applied again when desired
         if not record.body["metadata"].get("deletionTimestamp") and needs_reconcile(
                 inference_node.desired_for(ctx, record), obj, deleted, record.body["metadata"]["uid"]):
-            forget(record, obj["kind"], obj["metadata"]["name"])  # no longer what we applied: apply it
+            await forget(record, obj["kind"], obj["metadata"]["name"])  # no longer what we applied: apply it
             logger.info("%s %s/%s of InferenceNode %s drifted; marked for reconcile", obj["kind"], namespace,
                         obj["metadata"]["name"], name)
             assert ctx.repairs is not None
@@ -173,6 +173,41 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             ctx.registries.mark_network(key)  # its api became ready (register) or went (status)
 
 
+async def resync_children(ctx: Context) -> list[Key]:
+    """The children this process applied that are gone although no DELETED event said so (a watch
+    that relists after a gap reports what exists, never what was deleted meanwhile): forgotten, and
+    their owner marked for a reconcile. One LIST per namespace and kind; no write when all are
+    there. Called with the periodic resync (poller.Registries.tick)."""
+    wanted: dict[tuple[str, str], list[Key]] = {}
+    for key, record in list(ctx.inference.items()):
+        if record.handled and not record.body["metadata"].get("deletionTimestamp"):
+            for kind, _ in record.applied:
+                wanted.setdefault((key[0], kind), []).append(key)
+    marked: list[Key] = []
+    selector = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    for (namespace, kind), keys in sorted(wanted.items()):
+        if kind not in APPLIED_API_VERSIONS:
+            continue
+        try:
+            items = await ctx.kube.list(APPLIED_API_VERSIONS[kind], kind, namespace, label_selector=selector)
+        except KubeError as exc:
+            logger.warning("Resync of %ss in %s failed: %s", kind, namespace, exc)
+            continue
+        present = {item["metadata"]["name"] for item in items}
+        for key in sorted(set(keys)):
+            record = ctx.inference[key]
+            for child_kind, name in [c for c in record.applied if c[0] == kind and c[1] not in present]:
+                logger.info("%s %s/%s of InferenceNode %s is gone without an event; marked for reconcile",
+                            child_kind, namespace, name, key[1])
+                await forget(record, child_kind, name)
+                if key not in marked:
+                    marked.append(key)
+    for key in marked:
+        if ctx.repairs is not None:
+            ctx.repairs.mark("InferenceNode", key)
+    return marked
+
+
 class Repairs:
     """Marked owners, reconciled by one worker task, each at most once per batch of marks."""
 
@@ -182,10 +217,28 @@ class Repairs:
         self.retries: dict[tuple[str, Key], int] = {}
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     def mark(self, kind: str, key: Key) -> None:
         self.pending[(kind, key)] = None
         self.wake.set()
+
+    def reapply_all(self) -> asyncio.Task[None]:
+        """This process became the active operator again (lease.py `on_acquired`): while another
+        one held the Lease anything may have changed, so what this process applied before proves
+        nothing. Every owner is reconciled once, applying all its children."""
+        task = asyncio.get_running_loop().create_task(self._reapply_all())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _reapply_all(self) -> None:
+        for key, record in list(self.ctx.inference.items()):
+            async with record.apply_lock:  # after an apply still in flight from before the pause
+                record.applied.clear()
+            self.mark("InferenceNode", key)
+        for key in list(self.ctx.network):
+            self.mark("NetworkNode", key)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name="drift repairs")

@@ -91,7 +91,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     host_watch.start()
     if conf.lease_name:
         memo["lease"] = election = LeaderElection(ctx.kube, conf.lease_namespace, conf.lease_name, ctx.leader,
-                                                         duration=conf.lease_seconds)
+                                                         duration=conf.lease_seconds,
+                                                         on_acquired=ctx.repairs.reapply_all)
         election.start()
     else:
         ctx.leader.set()

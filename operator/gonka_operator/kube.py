@@ -114,8 +114,9 @@ class Kube:
         return await self._call("PUT", object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
                                 obj)
 
-    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
-        items = (await self._call("GET", object_path(api_version, kind, namespace))).get("items", [])
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str | None = None) -> list[Obj]:
+        query = [("labelSelector", label_selector)] if label_selector else None
+        items = (await self._call("GET", object_path(api_version, kind, namespace), query=query)).get("items", [])
         return list(items) if isinstance(items, list) else []
 
     async def set_finalizer(self, body: Obj, finalizer: str, present: bool) -> None:

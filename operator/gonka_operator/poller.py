@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
-from gonka_operator import disruption, inference_node, network_node, registry
+from gonka_operator import disruption, drift, inference_node, network_node, registry
 from gonka_operator.admin import AdminError, AdminNotFound, AdminUnavailable, NodeEntry
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
@@ -601,7 +601,8 @@ class Registries:
         REGISTRY_NODES.labels(state="failed").set(sum(lp.counts[1] for lp in self.loops.values()))
         if started - self._last_resync >= ctx.settings.resync_seconds:
             self._last_resync = started
-            await inference_node.resync(ctx)
+            await inference_node.resync(ctx)  # update events a watch lost
+            await drift.resync_children(ctx)  # deletions a watch lost (a relist reports none)
 
     async def run(self) -> None:
         """Until cancelled (operator cleanup): on becoming the active operator, every CR is marked

@@ -85,8 +85,8 @@ class FakeKube:
                        annotations: dict[str, str]) -> None:
         self.touched.append((namespace, name))
 
-    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
-        return [o for o in self.listing if o["metadata"]["namespace"] == namespace]
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str | None = None) -> list[Obj]:
+        return [o for o in self.listing if o["metadata"]["namespace"] == namespace and o.get("kind", kind) == kind]
 
     def reasons(self, name: str) -> list[str]:
         return [reason for n, _, reason, _ in self.events if n == name]
