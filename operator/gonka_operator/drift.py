@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Coroutine
 from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
@@ -29,6 +31,10 @@ from gonka_operator.registry import backoff
 from gonka_operator.status import statefulset_ready
 
 logger = logging.getLogger(__name__)
+# A listing (kopf's events of type None) more than RELIST_GAP seconds after the previous one of that
+# kind is a relist after a watch gap; RELIST_SETTLE seconds later the children are checked.
+RELIST_GAP = 30.0
+RELIST_SETTLE = 5.0
 _EMPTY: tuple[Any, ...] = ({}, [], None, "", False)
 
 
@@ -94,6 +100,8 @@ def _track(record: Record, obj: Obj, deleted: bool) -> None:
 
 
 async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None:
+    if event_type is None and ctx.repairs is not None:  # kopf: listed, not watched
+        ctx.repairs.listed(obj["kind"])
     owner = owner_of(obj)
     if owner is None:
         return
@@ -218,19 +226,41 @@ class Repairs:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self.listings: dict[str, float] = {}  # kind → monotonic time of its latest listed child
+        self._relist_check: asyncio.Task[None] | None = None
 
     def mark(self, kind: str, key: Key) -> None:
         self.pending[(kind, key)] = None
         self.wake.set()
 
+    def listed(self, kind: str) -> None:
+        """A child of `kind` came from a listing. The first listing of a kind (start-up) is what the
+        resume reconcile applies anyway; a later one is a relist after a watch gap, in which
+        deletions went unreported: the children are checked once it settled (`resync_children`)."""
+        now = time.monotonic()
+        previous, self.listings[kind] = self.listings.get(kind), now
+        if previous is None or now - previous <= RELIST_GAP or self._relist_check is not None:
+            return
+        logger.info("The watch of %ss relisted: checking for children deleted meanwhile", kind)
+        self._relist_check = self._spawn(self._check_after_relist())
+
+    async def _check_after_relist(self) -> None:
+        await asyncio.sleep(RELIST_SETTLE)
+        self._relist_check = None
+        await self.ctx.leader.wait()
+        await resync_children(self.ctx)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
     def reapply_all(self) -> asyncio.Task[None]:
         """This process became the active operator again (lease.py `on_acquired`): while another
         one held the Lease anything may have changed, so what this process applied before proves
         nothing. Every owner is reconciled once, applying all its children."""
-        task = asyncio.get_running_loop().create_task(self._reapply_all())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-        return task
+        return self._spawn(self._reapply_all())
 
     async def _reapply_all(self) -> None:
         for key, record in list(self.ctx.inference.items()):
@@ -244,9 +274,10 @@ class Repairs:
         self.task = asyncio.create_task(self.run(), name="drift repairs")
 
     async def stop(self) -> None:
-        if self.task:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        tasks = [t for t in [self.task, *self._background] if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
         while True:

@@ -85,3 +85,26 @@ async def test_regaining_the_lease_applies_everything_again() -> None:
     desired = [(c["kind"], c["metadata"]["name"]) for c in inference_node.desired_for(ctx, record)]
     assert sorted(kube.applied) == sorted(c for c in desired if c[0] != "Job")
     assert next(c for c in desired if c[0] == "Job") in kube.gets  # created once: found, left as it is
+
+
+async def test_a_relist_of_a_child_kind_checks_for_deletions_it_cannot_report(monkeypatch: Any) -> None:
+    """kopf reports a relist (after a watch gap) as events of type None for what exists: the first
+    listing after start-up changes nothing, a later one has the children listed (resync_children)."""
+    monkeypatch.setattr(drift, "RELIST_GAP", 0.05)
+    monkeypatch.setattr(drift, "RELIST_SETTLE", 0.05)
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    ctx.repairs = drift.Repairs(ctx)
+    record = handled(ctx, ml_body())
+    await inference_node.apply_children(ctx, record)
+    children = live(ctx, record)
+    service = next(c for c in children if c["kind"] == "Service")
+    kube.listing = children
+    await drift.on_child_event(ctx, None, service)  # the start-up listing
+    await asyncio.sleep(0.2)
+    assert ctx.repairs.pending == {}
+    kube.listing = [c for c in children if c["kind"] != "Deployment"]  # deleted during a watch gap
+    await asyncio.sleep(0.1)
+    await drift.on_child_event(ctx, None, service)  # the relist: the Service is listed again
+    await asyncio.sleep(0.3)
+    assert ("InferenceNode", KEY) in ctx.repairs.pending
+    assert ("Deployment", "gpu-mlnode") not in record.applied
