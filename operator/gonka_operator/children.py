@@ -11,6 +11,7 @@ of kopf's handlers and of drift repair).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -29,6 +30,8 @@ API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "netw
 APPLIED_API_VERSIONS = {**API_VERSIONS, "PersistentVolumeClaim": "v1"}  # every kind `applied` may hold
 NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
 CREATED_ONCE = ("Job",)
+KEEPS_PODS = ("Deployment",)  # replaced with its pods orphaned, then adopted (replace_keeping_pods)
+REPLACE_WAIT = 30.0
 
 
 class ApplyRefused(Exception):
@@ -80,9 +83,31 @@ async def apply_child(ctx: Any, desired: Obj) -> Obj:
             raise ApplyRefused(desired, f"{exc} (the live object's edit blocks the apply; fix it by hand)") from exc
         logger.warning("Replacing %s %s/%s, whose edit the apply cannot merge into: %s", desired["kind"],
                        desired["metadata"]["namespace"], desired["metadata"]["name"], exc)
-        await ctx.kube.delete(desired)
+        if desired["kind"] in KEEPS_PODS:
+            await replace_keeping_pods(ctx, desired)
+        else:
+            await ctx.kube.delete(desired)
         replaced: Obj = await ctx.kube.apply(desired)
         return replaced
+
+
+async def replace_keeping_pods(ctx: Any, desired: Obj) -> None:
+    """Delete a Deployment but not its ReplicaSets and pods (propagationPolicy Orphan), and wait
+    until it is gone: the Deployment applied next adopts them (same selector), and its pod restarts
+    only if the pod template changed, which `disruption.hold` has allowed before the apply (it held
+    the ML Deployment otherwise). A replacement deleting the pod was a restart no hold saw, mid-PoC
+    too. Still there after REPLACE_WAIT seconds (the garbage collector orphans the dependents
+    first): KubeError 409, retried."""
+    meta = desired["metadata"]
+    await ctx.kube.delete(desired, propagation="Orphan")
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + REPLACE_WAIT, 0.1
+    while await ctx.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]) is not None:
+        if loop.time() > deadline:
+            raise KubeError(409, f"{desired['kind']} {meta['namespace']}/{meta['name']} is still being deleted "
+                            "(orphaning its ReplicaSets); replaced at the retry")
+        await asyncio.sleep(pause)
+        pause = min(2.0, pause * 2)
 
 
 def ident(obj: Obj) -> tuple[str, str]:

@@ -147,12 +147,13 @@ class Kube:
             current = await self.get(api_version, kind, meta["namespace"], meta["name"])
         raise KubeError(409, f"finalizer {finalizer} of {kind} {meta['namespace']}/{meta['name']}: kept conflicting")
 
-    async def delete(self, obj: Obj) -> None:
-        """Delete `obj` (dependents are garbage-collected in the background); absent is fine."""
+    async def delete(self, obj: Obj, propagation: str = "Background") -> None:
+        """Delete `obj` (dependents are garbage-collected in the background, or with "Orphan" kept);
+        absent is fine."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         try:
-            await self._call("DELETE", path, {"propagationPolicy": "Background"})
+            await self._call("DELETE", path, {"propagationPolicy": propagation})
         except KubeError as exc:
             if exc.status != 404:
                 raise

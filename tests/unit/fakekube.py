@@ -25,6 +25,7 @@ class FakeKube:
         self.applied: list[tuple[str, str]] = []  # every child written: apply() and create()
         self.created: list[tuple[str, str]] = []  # create() only (Jobs), 409 for what `objects` holds
         self.deleted: list[tuple[str, str]] = []
+        self.propagation: dict[tuple[str, str], str] = {}  # delete()'s propagationPolicy
         self.refuse: dict[tuple[str, str], KubeError] = {}
         self.refuse_dry_run: dict[tuple[str, str], KubeError] = {}
         self.touched: list[tuple[str, str]] = []
@@ -76,9 +77,11 @@ class FakeKube:
         if key in self.refuse_dry_run:
             raise self.refuse_dry_run[key]
 
-    async def delete(self, obj: Obj) -> None:
+    async def delete(self, obj: Obj, propagation: str = "Background") -> None:
         key = (obj["kind"], obj["metadata"]["name"])
         self.deleted.append(key)
+        self.propagation[key] = propagation
+        self.objects.pop(key, None)
         self.refuse.pop(key, None)
 
     async def annotate(self, api_version: str, kind: str, namespace: str, name: str,

@@ -115,3 +115,18 @@ def test_every_prunable_kind_is_watched_for_drift() -> None:
     for kind, api_version in children.API_VERSIONS.items():
         group = api_version.rpartition("/")[0]
         assert (group, plural.get(kind, kind.lower() + "s")) in watched, kind
+
+
+async def test_a_replaced_deployment_orphans_its_pods_and_waits_until_it_is_gone() -> None:
+    """Item 6: the replacement of a Deployment never deletes the pod it runs (the new Deployment
+    adopts it); other kinds are deleted as before."""
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "gpu-mlnode", "namespace": "ns"},
+                  "spec": {"strategy": {"type": "Recreate"}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "gpu-mlnode", "namespace": "ns"}}
+    for obj in (deployment, service):
+        kube.objects[(obj["kind"], "gpu-mlnode")] = obj  # live, with an edit the apply cannot merge into
+        kube.refuse[(obj["kind"], "gpu-mlnode")] = KubeError(422, "Forbidden: may not be specified")
+        await children.apply_child(ctx, obj)
+    assert kube.propagation == {("Deployment", "gpu-mlnode"): "Orphan", ("Service", "gpu-mlnode"): "Background"}
+    assert kube.applied == [("Deployment", "gpu-mlnode"), ("Service", "gpu-mlnode")]
