@@ -263,12 +263,16 @@ class Repairs:
         return self._spawn(self._reapply_all())
 
     async def _reapply_all(self) -> None:
+        # only what this process reconciled before (at the first acquisition: nothing, kopf's
+        # resume handlers reconcile everything)
         for key, record in list(self.ctx.inference.items()):
             async with record.apply_lock:  # after an apply still in flight from before the pause
                 record.applied.clear()
-            self.mark("InferenceNode", key)
-        for key in list(self.ctx.network):
-            self.mark("NetworkNode", key)
+            if record.handled:
+                self.mark("InferenceNode", key)
+        for key, nn in list(self.ctx.network.items()):
+            if nn.observed_generation is not None:
+                self.mark("NetworkNode", key)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name="drift repairs")

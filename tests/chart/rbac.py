@@ -22,6 +22,9 @@ NOT_VISIBLE_IN_REQUESTS: dict[Triple, str] = {
     ("", "pods/log", "get"):
         "read while a preload Job's pod runs (progress on status.cache); kwok completes a Job's pod at once, "
         "so no log is read here (tests/unit/test_hf_cache_preload.py reads a real run's log)",
+    ("gonka.ai", "networknodes", "get"):
+        "an InferenceNode deleted while its NetworkNode is not in the index (start-up, or the NetworkNode "
+        "deleted first) reads it before calling deregistration moot (tests/unit/test_startup_race.py)",
     ("policy", "poddisruptionbudgets", "delete"):
         "prunes the ML Deployment's PodDisruptionBudget after a switch to spec.external "
         "(tests/unit/test_children_apply.py); the chart test switches no node",

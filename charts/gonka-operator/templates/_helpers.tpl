@@ -74,6 +74,11 @@ records every request it makes.
 - apiGroups: [gonka.ai]
   resources: [networknodes, inferencenodes]
   verbs: [list, watch, patch]
+# get: a NetworkNode missing from the index (right after a start, or deleted) is read before an
+# InferenceNode's deregistration is called moot (registry.network_node_gone)
+- apiGroups: [gonka.ai]
+  resources: [networknodes]
+  verbs: [get]
 # status written by the operator (merge-patch of the status subresource)
 - apiGroups: [gonka.ai]
   resources: [networknodes/status, inferencenodes/status]
