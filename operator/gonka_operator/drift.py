@@ -8,6 +8,11 @@ what we applied (someone edited a field we own), or is no longer desired (prunin
 kopf's handlers run (inference_node.apply_children, network_node.reconcile), under the same lock.
 Marks are deduplicated, so a burst of child events costs one reconcile. Status-only events mark
 nothing, so they cause no writes.
+
+A watch that relists after a gap reports what exists, never what was deleted meanwhile: a relist
+(kopf's events of type None, after the first listing) and the periodic resync LIST the children
+and mark the owners of those gone (`resync_children`); regaining the Lease reconciles every owner
+(`Repairs.reapply_all`). Both drop `Record.applied`, so the reconcile applies what it skipped.
 """
 
 from __future__ import annotations
@@ -203,7 +208,9 @@ async def resync_children(ctx: Context) -> list[Key]:
             continue
         present = {item["metadata"]["name"] for item in items}
         for key in sorted(set(keys)):
-            record = ctx.inference[key]
+            record = ctx.inference.get(key)
+            if record is None:  # deleted meanwhile
+                continue
             for child_kind, name in [c for c in record.applied if c[0] == kind and c[1] not in present]:
                 logger.info("%s %s/%s of InferenceNode %s is gone without an event; marked for reconcile",
                             child_kind, namespace, name, key[1])
