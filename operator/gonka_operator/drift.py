@@ -208,13 +208,13 @@ async def resync_children(ctx: Context) -> list[Key]:
             continue
         present = {item["metadata"]["name"] for item in items}
         for key in sorted(set(keys)):
-            record = ctx.inference.get(key)
-            if record is None:  # deleted meanwhile
+            owner = ctx.inference.get(key)
+            if owner is None:  # deleted meanwhile
                 continue
-            for child_kind, name in [c for c in record.applied if c[0] == kind and c[1] not in present]:
+            for child_kind, name in [c for c in owner.applied if c[0] == kind and c[1] not in present]:
                 logger.info("%s %s/%s of InferenceNode %s is gone without an event; marked for reconcile",
                             child_kind, namespace, name, key[1])
-                await forget(record, child_kind, name)
+                await forget(owner, child_kind, name)
                 if key not in marked:
                     marked.append(key)
     for key in marked:
