@@ -18,3 +18,18 @@ spec:
   keyringPasswordSecretRef: {name: keyring, key: password}
   publicHost: gonka.example.com
 """
+
+
+def ml_node(name: str, gpus: int = 1, extra: str = "") -> str:
+    """An InferenceNode of the NetworkNode `gonka` on one H100 (kwok's GPU nodes)."""
+    return f"""
+apiVersion: gonka.ai/v1alpha1
+kind: InferenceNode
+metadata: {{name: {name}}}
+spec:
+  networkNodeRef: {{name: gonka}}
+  model: Qwen/Qwen3-32B-FP8
+  gpus: {gpus}
+  gpuProduct: NVIDIA-H100-80GB-HBM3
+  hfCache: {{size: 10Gi}}{extra}
+"""

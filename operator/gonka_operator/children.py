@@ -11,6 +11,7 @@ of kopf's handlers and of drift repair).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -21,9 +22,16 @@ from gonka_operator.kube import KubeError
 logger = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
+# What may be pruned (kind → apiVersion). Job: the preload Job of a previous model; ConfigMap: an
+# adminURL node's own proxy config after a switch to networkNodeRef; PodDisruptionBudget: the ML
+# Deployment's, after a switch to spec.external.
 API_VERSIONS = {"Deployment": "apps/v1", "Service": "v1", "NetworkPolicy": "networking.k8s.io/v1",
-                "Job": "batch/v1"}  # Job: the preload Job of a previous model
+                "Job": "batch/v1", "ConfigMap": "v1", "PodDisruptionBudget": "policy/v1"}
+APPLIED_API_VERSIONS = {**API_VERSIONS, "PersistentVolumeClaim": "v1"}  # every kind `applied` may hold
 NEVER_PRUNED = ("PersistentVolumeClaim", "StatefulSet", "Pod")
+CREATED_ONCE = ("Job",)
+KEEPS_PODS = ("Deployment",)  # replaced with its pods orphaned, then adopted (replace_keeping_pods)
+REPLACE_WAIT = 30.0
 
 
 class ApplyRefused(Exception):
@@ -33,10 +41,32 @@ class ApplyRefused(Exception):
         super().__init__(f"{obj['kind']} {obj['metadata']['name']}: {message}")
 
 
+async def create_once(ctx: Any, desired: Obj) -> Obj:
+    """A Job is created, never patched or replaced: its pod template is immutable, and replacing it
+    re-runs it. Its name carries what must re-run it (hf_cache.job_name: repository, revision,
+    volume; the onboarding Jobs run once per NetworkNode), never the image: a chart upgrade that
+    changes the operator image (the preload Job's) must not re-run every preload."""
+    try:
+        created: Obj = await ctx.kube.create(desired)
+        return created
+    except KubeError as exc:
+        if exc.status != 409:
+            if exc.status in (400, 422):
+                raise ApplyRefused(desired, str(exc)) from exc
+            raise
+    meta = desired["metadata"]
+    live: Obj | None = await ctx.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"])
+    if live is None:  # deleted between the two calls: the next reconcile creates it
+        raise KubeError(409, f"{desired['kind']} {meta['namespace']}/{meta['name']} is being deleted")
+    return live
+
+
 async def apply_child(ctx: Any, desired: Obj) -> Obj:
     """Server-side apply `desired`, replacing the live object when (and only when) its edit is
     what the apply cannot merge into (e.g. strategy switched to RollingUpdate gains rollingUpdate
-    defaults that Recreate forbids)."""
+    defaults that Recreate forbids). A Job is created once (`create_once`)."""
+    if desired["kind"] in CREATED_ONCE:
+        return await create_once(ctx, desired)
     try:
         applied: Obj = await ctx.kube.apply(desired)
         return applied
@@ -53,9 +83,31 @@ async def apply_child(ctx: Any, desired: Obj) -> Obj:
             raise ApplyRefused(desired, f"{exc} (the live object's edit blocks the apply; fix it by hand)") from exc
         logger.warning("Replacing %s %s/%s, whose edit the apply cannot merge into: %s", desired["kind"],
                        desired["metadata"]["namespace"], desired["metadata"]["name"], exc)
-        await ctx.kube.delete(desired)
+        if desired["kind"] in KEEPS_PODS:
+            await replace_keeping_pods(ctx, desired)
+        else:
+            await ctx.kube.delete(desired)
         replaced: Obj = await ctx.kube.apply(desired)
         return replaced
+
+
+async def replace_keeping_pods(ctx: Any, desired: Obj) -> None:
+    """Delete a Deployment but not its ReplicaSets and pods (propagationPolicy Orphan), and wait
+    until it is gone: the Deployment applied next adopts them (same selector), and its pod restarts
+    only if the pod template changed, which `disruption.hold` has allowed before the apply (it held
+    the ML Deployment otherwise). A replacement deleting the pod was a restart no hold saw, mid-PoC
+    too. Still there after REPLACE_WAIT seconds (the garbage collector orphans the dependents
+    first): KubeError 409, retried."""
+    meta = desired["metadata"]
+    await ctx.kube.delete(desired, propagation="Orphan")
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + REPLACE_WAIT, 0.1
+    while await ctx.kube.get(desired["apiVersion"], desired["kind"], meta["namespace"], meta["name"]) is not None:
+        if loop.time() > deadline:
+            raise KubeError(409, f"{desired['kind']} {meta['namespace']}/{meta['name']} is still being deleted "
+                            "(orphaning its ReplicaSets); replaced at the retry")
+        await asyncio.sleep(pause)
+        pause = min(2.0, pause * 2)
 
 
 def ident(obj: Obj) -> tuple[str, str]:
@@ -76,8 +128,12 @@ def changed(record: Any, desired: list[Obj]) -> list[Obj]:
     return [c for c in desired if record.applied.get(ident(c)) != digest(c)]
 
 
-def forget(record: Any, kind: str, name: str) -> None:
-    record.applied.pop((kind, name), None)
+async def forget(record: Any, kind: str, name: str) -> None:
+    """Drop what `changed` knows of a child, so that the next reconcile applies it. Under the apply
+    lock: an apply in flight records its digest when it ends, and a deletion seen meanwhile must
+    come after that, or the reconcile it marks would skip the child."""
+    async with record.apply_lock:
+        record.applied.pop((kind, name), None)
 
 
 def owned_by(obj: Obj, uid: str) -> bool:

@@ -91,7 +91,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     host_watch.start()
     if conf.lease_name:
         memo["lease"] = election = LeaderElection(ctx.kube, conf.lease_namespace, conf.lease_name, ctx.leader,
-                                                         duration=conf.lease_seconds)
+                                                         duration=conf.lease_seconds,
+                                                         on_acquired=ctx.repairs.reapply_all)
         election.start()
     else:
         ctx.leader.set()
@@ -201,5 +202,7 @@ async def reconcile_inference_node(body: kopf.Body, memo: kopf.Memo, retry: int,
 @kopf.on.event("networking.k8s.io", "v1", "networkpolicies", labels=OURS)
 @kopf.on.event("", "v1", "pods", labels=OURS)
 @kopf.on.event("batch", "v1", "jobs", labels=OURS)
+@kopf.on.event("", "v1", "configmaps", labels=OURS)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=OURS)
 async def child_changed(type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await drift.on_child_event(_ctx(memo), type, _plain(body))

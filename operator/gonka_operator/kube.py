@@ -105,7 +105,8 @@ class Kube:
 
     async def create(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
-        return await self._call("POST", object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj)
+        return await self._call("POST", object_path(obj["apiVersion"], obj["kind"], meta["namespace"]), obj,
+                                [("fieldManager", FIELD_MANAGER)])
 
     async def replace(self, obj: Obj) -> Obj:
         """PUT `obj` (its resourceVersion makes a concurrent change a 409)."""
@@ -113,8 +114,9 @@ class Kube:
         return await self._call("PUT", object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]),
                                 obj)
 
-    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
-        items = (await self._call("GET", object_path(api_version, kind, namespace))).get("items", [])
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str | None = None) -> list[Obj]:
+        query = [("labelSelector", label_selector)] if label_selector else None
+        items = (await self._call("GET", object_path(api_version, kind, namespace), query=query)).get("items", [])
         return list(items) if isinstance(items, list) else []
 
     async def set_finalizer(self, body: Obj, finalizer: str, present: bool) -> None:
@@ -145,12 +147,13 @@ class Kube:
             current = await self.get(api_version, kind, meta["namespace"], meta["name"])
         raise KubeError(409, f"finalizer {finalizer} of {kind} {meta['namespace']}/{meta['name']}: kept conflicting")
 
-    async def delete(self, obj: Obj) -> None:
-        """Delete `obj` (dependents are garbage-collected in the background); absent is fine."""
+    async def delete(self, obj: Obj, propagation: str = "Background") -> None:
+        """Delete `obj` (dependents are garbage-collected in the background, or with "Orphan" kept);
+        absent is fine."""
         meta = obj["metadata"]
         path = object_path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
         try:
-            await self._call("DELETE", path, {"propagationPolicy": "Background"})
+            await self._call("DELETE", path, {"propagationPolicy": propagation})
         except KubeError as exc:
             if exc.status != 404:
                 raise

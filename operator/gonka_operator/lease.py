@@ -16,6 +16,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,8 +51,10 @@ def identity() -> str:
 
 class LeaderElection:
     def __init__(self, kube: Kube, namespace: str, name: str, leader: asyncio.Event,
-                 duration: float = 15.0, me: str | None = None) -> None:
+                 duration: float = 15.0, me: str | None = None,
+                 on_acquired: Callable[[], object] | None = None) -> None:
         self.kube, self.namespace, self.name, self.leader = kube, namespace, name, leader
+        self.on_acquired = on_acquired  # called at each acquisition, before `leader` is set
         self.duration = duration
         self.me = me or identity()
         self.task: asyncio.Task[None] | None = None
@@ -110,6 +113,8 @@ class LeaderElection:
                 if not self.leader.is_set():
                     logger.info("Acquired Lease %s/%s as %s: this operator is active", self.namespace,
                                 self.name, self.me)
+                    if self.on_acquired is not None:
+                        self.on_acquired()
                     self.leader.set()
             elif self.leader.is_set():
                 if loop.time() - last_renewal > self.duration:

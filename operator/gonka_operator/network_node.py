@@ -86,22 +86,29 @@ async def reconcile(ctx: Context, body: Obj) -> None:
     settings = ctx.settings
     async with record.apply_lock:
         body = record.body
-        desired = desired_children(body, record.service_ips, settings.operator_pod_labels, settings.cluster_domain,
-                                   operator_namespace=settings.operator_namespace, status=record.status_written)
         errors: list[str] = []
         child: Obj = {}
+        wanted: list[Obj] = []  # everything desired in either pass
         try:
             for first_pass in (True, False):
-                # a node-pod restart waits for the Inference phase (disruption.py)
-                for child in await disruption.hold_network(ctx, record, desired_children(
-                        body, record.service_ips, settings.operator_pod_labels, settings.cluster_domain,
-                        settings.operator_namespace, status=record.status_written)):
+                # computed per pass: the second sees the Services' IPs the first learned (the proxy's
+                # hostAliases, the register Job), which after a restart are not known before
+                desired = desired_children(body, record.service_ips, settings.operator_pod_labels,
+                                           settings.cluster_domain, settings.operator_namespace,
+                                           status=record.status_written)
+                wanted += desired  # a held StatefulSet stays wanted: held is not pruned
+                if not first_pass:
+                    # a node-pod restart waits for the Inference phase (disruption.py)
+                    desired = await disruption.hold_network(ctx, record, desired)
+                for child in desired:
                     if (child["kind"] in ("PersistentVolumeClaim", "Service")) == first_pass:
                         try:
                             remember_child(record, await apply_child(ctx, child))
                         except ApplyRefused as refused:
                             errors.append(str(refused))
-            await prune(ctx, record, desired)
+            # pruned only after the applies, against what either pass wanted: the set computed
+            # before them lacked the register Job after a restart, and pruned it
+            await prune(ctx, record, wanted)
         except KubeError as exc:
             error = f"applying {child.get('kind')} {child.get('metadata', {}).get('name')} failed: {exc}"
             if error != record.apply_error:

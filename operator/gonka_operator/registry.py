@@ -27,7 +27,7 @@ from gonka_operator.admin import (
     RegisteredNode,
 )
 from gonka_operator.builders.inference_node import registry_config
-from gonka_operator.context import Context, InferenceRecord, Key
+from gonka_operator.context import API_VERSION, Context, InferenceRecord, Key
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.status import Facts, statefulset_ready
 
@@ -55,12 +55,16 @@ def node_id_of(key: Key, body: dict[str, object]) -> str:
     return str(node_id or key[1])
 
 
-def network_node_gone(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> bool:
-    """The NetworkNode that owns this node's registry is absent or being deleted (adminURL mode: never)."""
+async def network_node_gone(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> bool:
+    """The NetworkNode that owns this node's registry is being deleted or confirmed absent (adminURL
+    mode: never). Not being in the index proves nothing: right after a start the index may not
+    have listed it yet, so then the API is asked (None only on 404; other errors propagate, retried)."""
     if spec.network_node_ref is None:
         return False
-    nn = ctx.network.get((namespace, spec.network_node_ref.name))
-    return nn is None or bool(nn.body["metadata"].get("deletionTimestamp"))
+    name = spec.network_node_ref.name
+    nn = ctx.network.get((namespace, name))
+    body = nn.body if nn is not None else await ctx.kube.get(API_VERSION, "NetworkNode", namespace, name)
+    return body is None or bool(body["metadata"].get("deletionTimestamp"))
 
 
 def resolve_admin_url(ctx: Context, namespace: str, spec: InferenceNodeSpec) -> str:

@@ -29,6 +29,12 @@ NOT_VISIBLE_IN_REQUESTS: dict[Triple, str] = {
     ("policy", "poddisruptionbudgets", "delete"): "deleted when a PoC window closes: same as create",
     ("policy", "poddisruptionbudgets", "get"):
         "read once after an operator restart for an ML node that ran before (tests/unit/test_disruption.py)",
+    ("gonka.ai", "networknodes", "get"):
+        "an InferenceNode deleted while its NetworkNode is not in the index (start-up, or the NetworkNode "
+        "deleted first) reads it before calling deregistration moot (tests/unit/test_startup_race.py)",
+    ("", "configmaps", "delete"):
+        "prunes an adminURL node's own proxy ConfigMap after a switch to networkNodeRef "
+        "(tests/unit/test_children_apply.py); the chart test switches no node",
     ("batch", "jobs", "delete"):
         "prunes the previous model's HF-cache preload Job after a model change (tests/unit/test_hf_cache.py); "
         "the chart test changes no model",

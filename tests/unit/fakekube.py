@@ -22,8 +22,10 @@ class FakeKube:
         self.patches: list[tuple[str, str, Obj]] = []
         self.events: list[tuple[str, str, str, str]] = []  # name, type, reason, message
         self.finalizers: list[tuple[str, bool]] = []
-        self.applied: list[tuple[str, str]] = []
+        self.applied: list[tuple[str, str]] = []  # every child written: apply() and create()
+        self.created: list[tuple[str, str]] = []  # create() only (Jobs), 409 for what `objects` holds
         self.deleted: list[tuple[str, str]] = []
+        self.propagation: dict[tuple[str, str], str] = {}  # delete()'s propagationPolicy
         self.refuse: dict[tuple[str, str], KubeError] = {}
         self.refuse_dry_run: dict[tuple[str, str], KubeError] = {}
         self.touched: list[tuple[str, str]] = []
@@ -52,6 +54,15 @@ class FakeKube:
         self.applied.append(key)
         return {**obj, "status": {}}
 
+    async def create(self, obj: Obj) -> Obj:
+        key = (obj["kind"], obj["metadata"]["name"])
+        if key in self.objects:
+            raise KubeError(409, f"{obj['kind']} {key[1]} already exists")
+        self.created.append(key)
+        self.applied.append(key)
+        self.objects[key] = {**obj, "status": {}}
+        return self.objects[key]
+
     async def get(self, api_version: str, kind: str, namespace: str, name: str) -> Obj | None:
         self.gets.append((kind, name))
         return self.objects.get((kind, name))
@@ -66,17 +77,19 @@ class FakeKube:
         if key in self.refuse_dry_run:
             raise self.refuse_dry_run[key]
 
-    async def delete(self, obj: Obj) -> None:
+    async def delete(self, obj: Obj, propagation: str = "Background") -> None:
         key = (obj["kind"], obj["metadata"]["name"])
         self.deleted.append(key)
+        self.propagation[key] = propagation
+        self.objects.pop(key, None)
         self.refuse.pop(key, None)
 
     async def annotate(self, api_version: str, kind: str, namespace: str, name: str,
                        annotations: dict[str, str]) -> None:
         self.touched.append((namespace, name))
 
-    async def list(self, api_version: str, kind: str, namespace: str) -> list[Obj]:
-        return [o for o in self.listing if o["metadata"]["namespace"] == namespace]
+    async def list(self, api_version: str, kind: str, namespace: str, label_selector: str | None = None) -> list[Obj]:
+        return [o for o in self.listing if o["metadata"]["namespace"] == namespace and o.get("kind", kind) == kind]
 
     def reasons(self, name: str) -> list[str]:
         return [reason for n, _, reason, _ in self.events if n == name]

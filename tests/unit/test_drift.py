@@ -97,3 +97,15 @@ async def test_unwanted_children_are_pruned_never_pvcs() -> None:
     await inference_node.apply_children(ctx, record)
     assert sorted(kube.deleted) == [("Deployment", "gpu-mlnode"), ("Job", job),
                                     ("NetworkPolicy", "gpu-mlnode"), ("Service", "gpu-mlnode")]
+
+
+def test_a_job_differing_from_the_desired_one_is_no_drift_a_deleted_one_is() -> None:
+    """Jobs are created once (children.create_once): after an operator upgrade the desired preload
+    Job carries the new image, the live one the old: nothing to repair. Deleted, it is created again."""
+    desired = inference_node.desired_children(ml_body())
+    job = next(c for c in desired if c["kind"] == "Job")
+    container = {**job["spec"]["template"]["spec"]["containers"][0], "image": "operator:previous"}
+    live = {**job, "spec": {**job["spec"], "template": {**job["spec"]["template"], "spec": {
+        **job["spec"]["template"]["spec"], "containers": [container]}}}}
+    assert not drift.needs_reconcile(desired, live, False, UID)
+    assert drift.needs_reconcile(desired, live, True, UID)

@@ -83,3 +83,35 @@ async def test_a_holder_that_cannot_renew_pauses_and_comes_back() -> None:
     store.down = False
     await asyncio.wait_for(a.leader.wait(), 2)  # nobody else took it: back
     await a.release()
+
+
+async def test_every_acquisition_is_announced() -> None:
+    """Each time this process becomes the active operator (first, and again after a pause) it calls
+    `on_acquired` (drift.Repairs.reapply_all: what it applied before the pause proves nothing now)."""
+    store = LeaseStore()
+    calls: list[str] = []
+    a = LeaderElection(store, "ns", "gonka-operator", asyncio.Event(), duration=0.3, me="a",  # type: ignore[arg-type]
+                       on_acquired=lambda: calls.append("a"))
+    a.start()
+    for _ in range(50):
+        await asyncio.sleep(0.02)
+        if a.leader.is_set():
+            break
+    assert calls == ["a"]
+    b = election(store, "b")
+    assert store.lease is not None
+    store.lease["spec"]["renewTime"] = "2000-01-01T00:00:00.000000Z"  # a pause: "b" takes it over
+    assert await b.try_acquire()
+    for _ in range(100):
+        await asyncio.sleep(0.02)
+        if not a.leader.is_set():
+            break
+    assert not a.leader.is_set()
+    store.lease["spec"]["renewTime"] = "2000-01-01T00:00:00.000000Z"  # "b" went away
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if a.leader.is_set():
+            break
+    assert a.leader.is_set() and calls == ["a", "a"]
+    assert a.task is not None
+    a.task.cancel()

@@ -74,6 +74,11 @@ records every request it makes.
 - apiGroups: [gonka.ai]
   resources: [networknodes, inferencenodes]
   verbs: [list, watch, patch]
+# get: a NetworkNode missing from the index (right after a start, or deleted) is read before an
+# InferenceNode's deregistration is called moot (registry.network_node_gone)
+- apiGroups: [gonka.ai]
+  resources: [networknodes]
+  verbs: [get]
 # status written by the operator (merge-patch of the status subresource)
 - apiGroups: [gonka.ai]
   resources: [networknodes/status, inferencenodes/status]
@@ -93,10 +98,10 @@ records every request it makes.
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 # the HF-cache preload Job (spec.hfCache.preload): its status is status.cache; the previous model's Job
-# is pruned (delete)
+# is pruned (delete). Jobs are created once, never patched (get: the existing one on 409)
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, list, watch, create, delete]
 - apiGroups: [apps]
   resources: [statefulsets]
   verbs: [list, watch, create, patch]
@@ -109,15 +114,16 @@ records every request it makes.
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
   verbs: [list, watch, create, patch, delete]
-# the ML Deployment's PodDisruptionBudget: applied when a PoC window opens, deleted when it closes;
-# read once after a restart (one a closed window may have left)
+# the ML Deployment's PodDisruptionBudget: applied when a PoC window opens, deleted (pruned) when
+# it closes or the node switches to spec.external; watched (drift); read once after a restart
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, create, patch, delete]
-# the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied only
+  verbs: [get, list, watch, create, patch, delete]
+# the ML pods' nginx config (one per NetworkNode, or per adminURL InferenceNode): applied, watched
+# (drift), pruned (delete: an adminURL node switched to networkNodeRef)
 - apiGroups: [""]
   resources: [configmaps]
-  verbs: [create, patch]
+  verbs: [list, watch, create, patch, delete]
 # pods: only watched (the scheduler's verdict on a Pending ML pod: InsufficientGPU, Unschedulable)
 - apiGroups: [""]
   resources: [pods]

@@ -68,8 +68,14 @@ def wanted(spec: InferenceNodeSpec) -> bool:
 
 
 def job_name(name: str, spec: InferenceNodeSpec) -> str:
+    """The Job is created once (children.create_once), so its name holds what must run it again:
+    repository, revision and the volume the weights go to (a hostPath or an existing claim; the
+    default PVC adds nothing, so that names from before stay), never the image."""
     repo, revision = target(spec)
-    digest = hashlib.sha256(f"{repo}@{revision or 'main'}".encode()).hexdigest()[:10]
+    cache = spec.hf_cache
+    volume = "" if cache is None else (f"|hostPath:{cache.host_path}" if cache.host_path
+                                       else f"|pvc:{cache.existing_claim}" if cache.existing_claim else "")
+    digest = hashlib.sha256(f"{repo}@{revision or 'main'}{volume}".encode()).hexdigest()[:10]
     return f"{name[:45].rstrip('-.')}-hf-{digest}"
 
 
