@@ -1,9 +1,14 @@
 """An operator upgrade (a new image, so a new preload image) and children deleted while the
 operator was down (issue #11 review, items 2-4): the real operator, stopped and started
-again with another image, against the real API server, controller-manager and kwok."""
+again with another image, against the real API server, controller-manager and kwok.
+
+In the fault suite because nothing else may act in its namespace: the integration suite's
+cluster-wide session operator would create the Jobs and restore the children itself (it runs
+from the first integration test that needs it on), and this test would prove nothing."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +20,19 @@ from manifests import NETWORK_NODE as NN
 from manifests import ml_node
 from procs import Kubectl, Operator, StandIn
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.faults, pytest.mark.integration]
 REGISTERING_NN = NN + "  onboarding: {registerParticipant: true}\n"  # the register Job too
+
+
+@pytest.fixture
+def standin(logs: Path, request: pytest.FixtureRequest) -> Iterator[StandIn]:
+    """A latest-generation stand-in of the test's own (the fault suite's default is 2025-08), its
+    chain frozen in the Inference phase: the NetworkNode's onboarding Jobs and host status."""
+    sim = StandIn("latest", logs, args=["--block-time", "0"])
+    sim.name = f"standin-{request.node.name}"
+    sim.log_path = logs / f"{sim.name}.log"
+    with sim:
+        yield sim
 
 
 def operator(cluster: LocalCluster, logs: Path, standin: StandIn, namespace: str, image: str) -> Operator:
@@ -46,12 +62,14 @@ def test_an_upgrade_reruns_no_job_and_restores_what_was_deleted_meanwhile(
         before = jobs(kubectl, namespace)
     preload = next(name for name in before if "-hf-" in name)
     assert before[preload][1] == "gonka-operator:1.0"
-    # while no operator runs: someone deletes the ML node's Service and its PodDisruptionBudget
-    kubectl.run("delete", "service,poddisruptionbudget", "up-mlnode", "-n", namespace)
+    # while no operator runs: someone deletes the ML node's Service and the ML pods' proxy
+    # ConfigMap (the PodDisruptionBudget exists only during a PoC window: none to delete here)
+    kubectl.run("delete", "service", "up-mlnode", "-n", namespace)
+    kubectl.run("delete", "configmap", "gonka-ml-proxy", "-n", namespace)
     with operator(cluster, logs, standin, namespace, "gonka-operator:1.1") as upgraded:
         wait_for(lambda: kubectl.get("service", "up-mlnode", namespace), 60,
                  lambda: f"the deleted Service applied again; operator log:\n{upgraded.log_tail()}")
-        wait_for(lambda: kubectl.get("poddisruptionbudget", "up-mlnode", namespace), 30, "the PDB applied again")
+        wait_for(lambda: kubectl.get("configmap", "gonka-ml-proxy", namespace), 30, "the proxy ConfigMap applied again")
         # created once: the preload, warm-key and register Jobs are the same objects, with the image
         # they ran (the register Job, which needs the chain Service's IP, is not pruned either)
         holds_for(lambda: jobs(kubectl, namespace) == before, 8,

@@ -236,6 +236,7 @@ def test_a_network_node_pod_change_during_poc_is_held_until_the_window_ends(
     kubectl.run("apply", "-n", namespace, "-f", "-", input=NN)
     wait_condition(kubectl, "networknode", "gonka", namespace, "Ready", "True", timeout=90)
     assert node_image(kubectl, namespace) == NODE_OLD
+    uid = kubectl.get("statefulset", "gonka-node", namespace)["metadata"]["uid"]
     poc.poc("open")
     wait_for(lambda: epoch_phase(kubectl, namespace) == "PoCGenerate", 30, "the host status saw the PoC window")
     set_node_image(kubectl, namespace, NODE_NEW)
@@ -251,6 +252,8 @@ def test_a_network_node_pod_change_during_poc_is_held_until_the_window_ends(
     wait_for(lambda: node_image(kubectl, namespace) == NODE_NEW, 30, "the held change applied in the Inference phase")
     wait_condition(kubectl, "networknode", "gonka", namespace, "UpdatePending", "False", "UpToDate")
     assert "UpdateApplied" in reasons(kubectl, "gonka", namespace)
+    # held means kept: the StatefulSet was patched in place, never pruned and re-created
+    assert kubectl.get("statefulset", "gonka-node", namespace)["metadata"]["uid"] == uid
 
 
 def test_the_force_annotation_lets_a_network_node_change_through_during_poc(
