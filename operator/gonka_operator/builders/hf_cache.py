@@ -5,9 +5,10 @@ before the ML node needs them, or a cold vLLM start spends 10–60 min downloadi
 Hub's rate limits at the epoch boundary). The Job runs `gonka-operator preload-model` (preload.py:
 the real `huggingface_hub.snapshot_download`) from the operator's image on the ML pod's volume,
 mounted at the same /root/.cache (HF_HOME), with mlnode's HF_* variables (HF_ENDPOINT for a mirror)
-and HF_TOKEN.
+and HF_TOKEN (always as the Secret reference, never a value).
 
-* One Job per (repository, revision): its name carries a hash of both, so a model change creates a
+* One Job per (repository, revision, volume): its name carries a hash of the three (not of the image:
+  a Job that exists is never replaced, and an upgrade re-runs nothing), so a model change creates a
   new Job while the old pod keeps serving; the old Job is pruned.
 * Retries: the Job controller's own backoff (10 s, doubling, up to 6 min) for `backoffLimit`
   failed pods; exit code 2 (repository/revision not found) fails the Job at once (podFailurePolicy).
@@ -67,9 +68,27 @@ def wanted(spec: InferenceNodeSpec) -> bool:
     return spec.external is None and spec.hf_cache is not None and spec.hf_cache.preload_enabled()
 
 
+def pvc_name(name: str) -> str:
+    """The claim the operator creates for `hfCache.size`."""
+    return f"{name}-hf-cache"
+
+
+def volume(name: str, spec: InferenceNodeSpec) -> Obj:
+    """The HF cache volume of the ML pod and of its preload Job."""
+    cache = spec.hf_cache
+    assert cache is not None, "admission requires hfCache for in-cluster ML nodes"
+    if cache.host_path:
+        return {"name": "hf-cache", "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}}
+    return {"name": "hf-cache", "persistentVolumeClaim": {"claimName": cache.existing_claim or pvc_name(name)}}
+
+
 def job_name(name: str, spec: InferenceNodeSpec) -> str:
+    """One name per download: what is fetched (repository, revision) and where to (the volume), and
+    nothing else. A Job that exists by name is never replaced, so the image or resources of the Job
+    must not be in it: an operator upgrade re-runs no preload."""
     repo, revision = target(spec)
-    digest = hashlib.sha256(f"{repo}@{revision or 'main'}".encode()).hexdigest()[:10]
+    where = json.dumps(volume(name, spec) if spec.hf_cache else None, sort_keys=True)
+    digest = hashlib.sha256(f"{repo}@{revision or 'main'} {where}".encode()).hexdigest()[:10]
     return f"{name[:45].rstrip('-.')}-hf-{digest}"
 
 
@@ -82,14 +101,26 @@ def job_of_pod(obj: Obj) -> str | None:
     return next((pod_labels[k] for k in JOB_NAME_LABELS if k in pod_labels), None)
 
 
+def _token(spec: InferenceNodeSpec) -> Obj | None:
+    """HF_TOKEN as a Secret reference: spec.hfTokenSecretRef, else an HF_TOKEN of spec.env given as a
+    secretKeyRef (the same reference). A literal value in spec.env is never copied into the Job."""
+    if spec.hf_token_secret_ref:
+        ref = spec.hf_token_secret_ref
+        return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+    var = next((v for v in reversed(spec.env or []) if v.name == "HF_TOKEN"), None)
+    if var is not None and var.value_from and "secretKeyRef" in var.value_from:
+        return {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": dict(var.value_from["secretKeyRef"])}}
+    return None
+
+
 def _env(spec: InferenceNodeSpec) -> list[Obj]:
     env: list[Obj] = [{"name": "HF_HOME", "value": HF_HOME}, {"name": "HOME", "value": "/tmp"}]
     for var in spec.env or []:  # mlnode's Hub settings apply to the download too (HF_ENDPOINT: a mirror)
         if var.name.startswith("HF_") and var.name not in ("HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN"):
             env.append(var.wire())
-    if spec.hf_token_secret_ref:
-        ref = spec.hf_token_secret_ref
-        env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    token = _token(spec)
+    if token:
+        env.append(token)
     return env
 
 
