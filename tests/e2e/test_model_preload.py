@@ -28,8 +28,8 @@ from helpers import wait_for
 NAME = "ml-cache"
 HUB = "hf-hub"
 HUB_PORT, CDN_PORT = 8090, 8091
-WEIGHTS = 6 * 1024 * 1024  # at 300 kB/s: ~20 s of download, so progress shows on the CR on the way
-THROTTLE = 300_000
+WEIGHTS = 32 * 1024 * 1024  # at 1 MB/s: ~33 s; huggingface_hub writes 10 MiB chunks, so the CR shows progress
+THROTTLE = 1_000_000
 TOKEN = "hf_e2e" + "Xy9" * 8
 
 # What the stand-in serves (deterministic content): the snapshot main resolves to.

@@ -271,7 +271,7 @@ async def test_a_restart_never_scales_a_serving_pod_down() -> None:
     record = handled(ctx, ml_body(modelOverride={"hfRepo": "my-org/custom", "hfCommit": COMMIT}))
     kube.objects[("Deployment", "gpu-mlnode")] = deployment_event(1, available=True)
     await inference_node.apply_children(ctx, record)
-    assert ("Job", hf_cache.job_name("gpu", InferenceNodeSpec.model_validate(record.body["spec"]))) in kube.gets
+    assert record.jobs, "the preload Job (just applied) is known"
     assert record.deployment is not None and record.deployment["replicas"] == 1
     assert next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "Deployment")["spec"][
         "replicas"] == 1

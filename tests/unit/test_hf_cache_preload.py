@@ -111,7 +111,7 @@ def test_hub_down_then_back_retries_then_ready(tmp_path: Path) -> None:
     pods = [pod(job, first, 1)]
     view = hf_cache.read_job(s, "gpu", {"status": {"failed": 1, "active": 1}}, pods)
     assert view.status["state"] == "Downloading" and not view.ready
-    assert "attempt 2 of 7" in view.message and first.termination["message"][:60] in view.message
+    assert f"pod 2 of Job {job}" in view.message and first.termination["message"][:60] in view.message
     with hub:
         hub.start()
         second = preload(home, hub.url)

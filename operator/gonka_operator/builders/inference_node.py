@@ -158,13 +158,14 @@ def _placement(spec: InferenceNodeSpec) -> tuple[dict[str, str], list[Obj]]:
     return node_selector, [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def build_preload_job(owner: Owner, spec: InferenceNodeSpec, image: str) -> Obj | None:
+def build_preload_job(owner: Owner, spec: InferenceNodeSpec, image: str, attempt: int = 1,
+                      retry: hf_cache.Retry = hf_cache.DEFAULT_RETRY) -> Obj | None:
     """The Job that fills the HF cache before the ML pod starts (builders/hf_cache.py), or None."""
     if not hf_cache.wanted(spec):
         return None
     node_selector, tolerations = _placement(spec)
     return hf_cache.build_preload_job(owner, spec, image, hf_volume(owner, spec), node_selector, tolerations,
-                                      pod_selector(owner.name))
+                                      pod_selector(owner.name), attempt, retry)
 
 
 def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None, replicas: int = 1) -> Obj:
