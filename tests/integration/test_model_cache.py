@@ -189,3 +189,23 @@ def test_a_failed_preload_is_retried_with_backoff_until_the_hub_is_back(
             wait_condition(kubectl, "inferencenode", "retry", namespace, "CacheReady", "True", "Ready", 30)
         finally:
             hub.stop()
+
+
+async def test_the_api_server_accepts_the_operators_pod_log_request(cluster: Any, kubectl: Kubectl,
+                                                                   namespace: str) -> None:
+    """The running preload pod's progress comes from its log (kube.pod_log). The API server refused the
+    operator's request (Accept: text/plain) with 406 before it asked any kubelet; now it gets as far as
+    the node (kwok's nodes have no kubelet to answer: 500 "no preferred addresses")."""
+    from kubernetes.aio import client, config
+
+    from gonka_operator.kube import Kube, KubeError
+
+    kubectl.run("run", "-n", namespace, "logs", "--image=busybox", "--restart=Never",
+                "--overrides", json.dumps({"spec": {"tolerations": [{"operator": "Exists"}]}}))
+    wait_for(lambda: (kubectl.get("pod", "logs", namespace) or {}).get("status", {}).get("phase") == "Running", 60,
+             "the pod Running on a kwok node")
+    await config.load_kube_config(config_file=str(cluster.kubeconfig))
+    async with client.ApiClient() as api:
+        with pytest.raises(KubeError) as refused:
+            await Kube(api).pod_log(namespace, "logs", "logs")
+    assert refused.value.status != 406, str(refused.value)
