@@ -169,15 +169,17 @@ def test_preload_job_fills_a_real_pvc_before_the_ml_pod_starts(host: Host, hub: 
         host.run("delete", "job", "-n", ns, ready["job"], "--wait=true", timeout=120)
 
         def again() -> dict[str, Any] | None:
+            """The new Job's outcome on the CR: Ready with nothing fetched (the first run's Ready
+            fetched everything, so only the second run can show 0)."""
             j = host.run("get", "job", "-n", ns, ready["job"], "-o", "json", check=False)
             if j.returncode != 0 or json.loads(j.stdout)["metadata"]["uid"] == job["metadata"]["uid"]:
                 return None
             cache = host.json("get", "inferencenode", "-n", ns, NAME)["status"].get("cache") or {}
-            return cache if cache.get("state") == "Ready" and "fetchedBytes" in cache else None
+            return cache if cache.get("state") == "Ready" and cache.get("fetchedBytes") == 0 else None
 
-        second = wait_for(again, 240, lambda: "the second preload Ready: "
+        second = wait_for(again, 240, lambda: "the second preload Ready with 0 bytes fetched: "
                           + json.dumps(host.json("get", "inferencenode", "-n", ns, NAME)["status"].get("cache")))
-        assert second["fetchedBytes"] == 0 and second["bytes"] == ready["bytes"], second
+        assert second["bytes"] == ready["bytes"] and second["commit"] == MAIN.sha, second
         assert _downloads(_hub(host, hub)) == []
         still = ml_pod()
         assert still is not None and still["metadata"]["uid"] == pod["metadata"]["uid"]
