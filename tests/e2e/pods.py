@@ -46,9 +46,12 @@ PROBE = textwrap.dedent("""\
 
 
 def pod_spec(image: str, command: list[str], *, port: int | None = None, sa_token: bool = False,
-             mounts: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """`mounts`: {mountPath: volume source} (e.g. a persistentVolumeClaim), mounted read-only."""
+             mounts: dict[str, dict[str, Any]] | None = None, user: int | None = None) -> dict[str, Any]:
+    """`mounts`: {mountPath: volume source} (e.g. a persistentVolumeClaim), mounted read-only; `user`:
+    the uid to run as (default: the image's)."""
     container: dict[str, Any] = {"name": "main", "image": image, "imagePullPolicy": "Never", "command": command}
+    if user is not None:
+        container["securityContext"] = {"runAsUser": user, "runAsNonRoot": user != 0}
     if port:
         container["ports"] = [{"containerPort": port}]
         container["readinessProbe"] = {"tcpSocket": {"port": port}, "periodSeconds": 1}
@@ -117,11 +120,11 @@ def _describe(core: Any, ns: str, name: str) -> str:
 
 def run_to_completion(core: Any, ns: str, image: str, command: list[str], labels: dict[str, str] | None = None,
                       sa_token: bool = False, timeout: float = 120,
-                      mounts: dict[str, dict[str, Any]] | None = None) -> str:
+                      mounts: dict[str, dict[str, Any]] | None = None, user: int | None = None) -> str:
     """Run a pod until it exits; its log. The pod is deleted afterwards."""
     name = f"run-{uuid.uuid4().hex[:8]}"
     core.create_namespaced_pod(ns, {"metadata": {"name": name, "labels": labels or {"gonka.test/role": "client"}},
-                                    "spec": pod_spec(image, command, sa_token=sa_token, mounts=mounts)})
+                                    "spec": pod_spec(image, command, sa_token=sa_token, mounts=mounts, user=user)})
     try:
         def done() -> bool:
             return core.read_namespaced_pod(name, ns).status.phase in ("Succeeded", "Failed")

@@ -148,11 +148,12 @@ def test_preload_job_fills_a_real_pvc_before_the_ml_pod_starts(host: Host, hub: 
                              host.json("get", "inferencenode", "-n", ns, NAME)["status"]["conditions"]),
                  300, "the node registered once its pod is up", interval=2)
 
-        # the files are in the claim, in huggingface_hub's layout, as the Hub serves them
+        # the files are in the claim, in huggingface_hub's layout, as the Hub serves them (read as root,
+        # as mlnode reads them: huggingface_hub makes some of the cache's directories owner-only)
         claim = {"persistentVolumeClaim": {"claimName": f"{NAME}-hf-cache", "readOnly": True}}
         snapshot = f"/cache/hub/models--{MODEL.replace('/', '--')}/snapshots/{MAIN.sha}"
         log = run_to_completion(core, ns, host.images["operator"].ref, ["python3", "-c", READ_SNAPSHOT, snapshot],
-                                mounts={"/cache": claim})
+                                mounts={"/cache": claim}, user=0)
         assert json.loads(log.strip().splitlines()[-1]) == {
             p: hashlib.sha256(f.content).hexdigest() for p, f in MAIN.files.items()}
 
