@@ -11,7 +11,10 @@ advice, REFERENCE.md §3: pre-download weights into HF_HOME; a cold vLLM start d
   cache are not fetched again (the library skips them; `fetchedBytes` says what came over the wire).
 * Progress: one JSON line per `--progress-interval` seconds on stdout (the Job's log): bytes and
   files fetched so far, measured in the cache directory itself (`blobs/`, `.incomplete` files
-  included), then a final line with the snapshot's commit, files and bytes.
+  included; huggingface_hub writes a file in 10 MiB chunks, so that is the granularity), then a
+  final line with the snapshot's commit, files and bytes.
+* Nothing secret in the log: HF_ENDPOINT and the Hub's messages (which name URLs) are shown without
+  `user:password@`; HF_TOKEN (from the Job's Secret reference) is never printed.
 * The outcome is also written as JSON to the container's termination message
   (`/dev/termination-log`), which the operator reads from the pod status it already watches: the
   final bytes/files, or the Hub's error message. No Kubernetes credentials in the Job.
