@@ -11,9 +11,10 @@
 # run on kwok's fake pods, nothing answers there (their Service names do not even resolve on this
 # machine), so the broker reports them FAILED with the reason. The broker may contact loopback only.
 # The HF cache of examples/04 is preloaded for real against the Hub stand-in (simulate-hf-hub): the
-# demo points it at a claim that does not exist yet, hack/preload_locally.py runs the operator's
-# preload Job command here, then creates the claim so kwok completes the Job: CACHE Downloading → Ready,
-# then the ML pod starts and the node registers.
+# demo points it at a claim that does not exist yet (the Job's pods stay Pending; kwok never runs
+# them), and hack/preload_locally.py runs each of them here as their kubelet would (the real download)
+# and reports the outcome in the pod's status: CACHE Downloading → Ready with the snapshot's files and
+# bytes; it then creates the claim, the ML pod starts and the node registers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin

@@ -68,16 +68,16 @@ class Run:
 
 
 def preload(hf_home: Path, endpoint: str, repo: str = REPO, revision: str | None = None,
-            interval: float = 0.2, timeout: float = 120) -> Run:
+            interval: float = 0.2, timeout: float = 120, env: dict[str, str] | None = None) -> Run:
     """Run `gonka-operator preload-model` as the Job would (HF_HOME, HF_ENDPOINT), return its outcome."""
     term = hf_home.parent / f"termination-{os.urandom(4).hex()}.json"
     args = [str(VENV_BIN / "gonka-operator"), "preload-model", "--repo", repo, "--progress-interval", str(interval),
             "--termination-log", str(term)]
     if revision:
         args += ["--revision", revision]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
-    env |= {"HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint}
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    run_env |= {"HF_HOME": str(hf_home), "HF_ENDPOINT": endpoint, **(env or {})}
+    proc = subprocess.run(args, env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
     lines = []
     for line in proc.stdout.splitlines():
         try:

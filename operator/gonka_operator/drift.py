@@ -139,7 +139,7 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
             if deleted:
                 record.jobs.pop(obj["metadata"]["name"], None)
             else:
-                record.jobs[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
+                record.jobs[obj["metadata"]["name"]] = hf_cache.job_facts(obj)
         gates_after = inference_node.gates(record)
         if gates_after != gates_before and not record.body["metadata"].get("deletionTimestamp"):
             # the cache became Ready (scale the ML pod up) or the pod came up: reconcile, then register

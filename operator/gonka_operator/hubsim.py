@@ -24,7 +24,9 @@ The repository (default `gonka-test/tiny-model`) has two commits: the first with
 small `model.safetensors`, the second (= `main`) changes the config, adds `tokenizer.json` and makes
 the weights `--weights-size` bytes. The content is generated deterministically, so the same
 commit always has the same sha. `--throttle` limits the bytes per second of file bodies (so a demo
-shows a download in progress). Every request is listed at `GET /stand-in/v1/requests`; `GET
+shows a download in progress). In a pod (`--host 0.0.0.0`), `--cdn-url` gives the CDN's address as
+clients reach it (its Service's DNS name). Every request is listed (with whether it carried a token,
+never the token) at `GET /stand-in/v1/requests`; `GET
 /stand-in/v1/repo` lists the commits and files. Loopback only by default.
 """
 
@@ -177,8 +179,10 @@ def build_app(state: HubState) -> tuple[web.Application, web.Application]:
     async def record(request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
         if not request.path.startswith("/stand-in/"):
+            # whether a token came (HF_TOKEN reaches the Hub), never the token itself
             state.requests.append({"method": request.method, "path": request.path_qs, "status": response.status,
-                                   "range": request.headers.get("Range"), "time": time.time()})
+                                   "range": request.headers.get("Range"),
+                                   "authorized": "Authorization" in request.headers, "time": time.time()})
         return response
 
     def model_info(repo: Repo, commit: Commit) -> dict[str, Any]:
@@ -302,8 +306,9 @@ def build_app(state: HubState) -> tuple[web.Application, web.Application]:
 
 
 async def serve(state: HubState, host: str, port: int, cdn_port: int, ready: asyncio.Event | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the Hub (and its CDN) until `stop` is set (forever without one)."""
+                stop: asyncio.Event | None = None, cdn_url: str | None = None) -> None:
+    """Run the Hub (and its CDN) until `stop` is set (forever without one). `cdn_url`: the CDN's URL
+    as clients reach it (default http://<host>:<cdn port>; in a pod, its Service's DNS name)."""
     app, cdn_app = build_app(state)
     runners = [web.AppRunner(app, access_log=None), web.AppRunner(cdn_app, access_log=None)]
     for runner in runners:
@@ -311,7 +316,7 @@ async def serve(state: HubState, host: str, port: int, cdn_port: int, ready: asy
     cdn_site = web.TCPSite(runners[1], host, cdn_port)
     await cdn_site.start()
     cdn_bound = runners[1].addresses[0][1]
-    state.cdn_url = f"http://{host}:{cdn_bound}"
+    state.cdn_url = (cdn_url or f"http://{host}:{cdn_bound}").rstrip("/")
     site = web.TCPSite(runners[0], host, port)
     await site.start()
     logger.info("Hub stand-in on http://%s:%s (CDN %s)", host, runners[0].addresses[0][1], state.cdn_url)
@@ -333,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights-size", type=int, default=192 * 1024,
                         help="bytes of model.safetensors at main (default 192 KiB)")
     parser.add_argument("--cdn-port", type=int, default=0, help="port of the LFS \"CDN\" (default: a free one)")
+    parser.add_argument("--cdn-url", default=None,
+                        help="the CDN's URL as clients reach it, for the LFS redirects (default http://HOST:CDN_PORT; "
+                             "in a pod: its Service's DNS name and the CDN port)")
     parser.add_argument("--throttle", type=float, default=0.0, help="bytes per second of file bodies (0 = no limit)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -342,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.info("Serving %s: main=%s, commits %s", repo.repo_id, repo.commits[-1].sha,
                     ", ".join(c.sha for c in repo.commits))
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(state, args.host, args.port, args.cdn_port))
+        asyncio.run(serve(state, args.host, args.port, args.cdn_port, cdn_url=args.cdn_url))
     return 0
 
 

@@ -38,16 +38,17 @@ def owner_of(body: Obj) -> Owner:
     return Owner(KIND, meta["name"], meta["namespace"], meta["uid"])
 
 
-def desired_children(body: Obj, *, replicas: int | None = None,
-                     preload_image: str = DEFAULT_PRELOAD_IMAGE) -> list[Obj]:
+def desired_children(body: Obj, *, replicas: int | None = None, preload_image: str = DEFAULT_PRELOAD_IMAGE,
+                     preload_attempt: int = 1, preload_retry: hf_cache.Retry = hf_cache.DEFAULT_RETRY) -> list[Obj]:
     """Everything the cluster should hold for this InferenceNode (nothing for an external one).
-    `replicas` of the ML Deployment: see `ml_replicas` (default: 0 while a preload Job is wanted)."""
+    `replicas` of the ML Deployment: see `ml_replicas` (default: 0 while a preload Job is wanted);
+    `preload_attempt`: the preload Job's attempt (`hf_cache.plan`)."""
     spec = InferenceNodeSpec.model_validate(body["spec"])
     if spec.external:
         return []
     owner = owner_of(body)
     nn = spec.network_node_ref.name if spec.network_node_ref else None
-    job = build.build_preload_job(owner, spec, preload_image)
+    job = build.build_preload_job(owner, spec, preload_image, preload_attempt, preload_retry)
     if replicas is None:
         replicas = 0 if job else 1
     children = [build.build_deployment(owner, spec, nn, replicas), build.build_service(owner, nn)]
@@ -64,12 +65,24 @@ def desired_children(body: Obj, *, replicas: int | None = None,
 
 # -- the HF cache gate (spec.hfCache.preload; builders/hf_cache.py) ---------------------------------
 
+def cache_plan(record: InferenceRecord, spec: InferenceNodeSpec | None = None) -> hf_cache.Plan:
+    """Which attempt of the preload is wanted now (a failed Job is followed by the next after its delay)."""
+    spec = spec or InferenceNodeSpec.model_validate(record.body["spec"])
+    return hf_cache.plan(record.body["metadata"]["name"], spec, record.jobs, time.time())
+
+
 def cache_view(record: InferenceRecord) -> hf_cache.CacheView:
     """The cache of the current (repository, revision), from its preload Job and the Job's pods."""
     spec = InferenceNodeSpec.model_validate(record.body["spec"])
     name = record.body["metadata"]["name"]
-    job = record.jobs.get(hf_cache.job_name(name, spec))
-    return hf_cache.read_job(spec, name, job, list(record.preload_pods.values()), record.cache_progress)
+    current = cache_plan(record, spec)
+    job = record.jobs.get(hf_cache.job_name(name, spec, current.attempt))
+    return hf_cache.read_job(spec, name, job, list(record.preload_pods.values()), record.cache_progress, current)
+
+
+def preload_retry(ctx: Context) -> hf_cache.Retry:
+    s = ctx.settings
+    return hf_cache.Retry(s.preload_backoff_limit, s.preload_retry_seconds, s.preload_retry_max_seconds)
 
 
 def ml_replicas(record: InferenceRecord) -> int:
@@ -83,7 +96,8 @@ def ml_replicas(record: InferenceRecord) -> int:
 def desired_for(ctx: Context, record: InferenceRecord) -> list[Obj]:
     """`desired_children` with what the facts decide (replicas) and the settings (preload image): the one
     call of reconcile and of drift detection, so both compare against the same objects."""
-    children = desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image)
+    children = desired_children(record.body, replicas=ml_replicas(record), preload_image=ctx.settings.preload_image,
+                                preload_attempt=cache_plan(record).attempt, preload_retry=preload_retry(ctx))
     if any(c["kind"] == "Deployment" for c in children) and disruption.window_for(
             ctx, key_of(record.body), record).open:  # evictions wait for the Inference phase: a PDB during PoC
         spec = InferenceNodeSpec.model_validate(record.body["spec"])
@@ -122,11 +136,11 @@ async def learn_cache_facts(ctx: Context, record: InferenceRecord) -> None:
     if not hf_cache.wanted(spec):
         return
     meta = record.body["metadata"]
-    jname = hf_cache.job_name(meta["name"], spec)
-    if jname not in record.jobs:
-        job = await ctx.kube.get("batch/v1", "Job", meta["namespace"], jname)
-        if job is not None:
-            record.jobs[jname] = {"status": job.get("status", {})}
+    if hf_cache.current_job(meta["name"], spec, record.jobs)[1] is None:  # which attempts exist?
+        for job in await ctx.kube.list("batch/v1", "Job", meta["namespace"]):
+            jname = job["metadata"]["name"]
+            if hf_cache.attempt_of(meta["name"], spec, jname) is not None:
+                record.jobs[jname] = hf_cache.job_facts(job)
     if record.deployment is None and not cache_view(record).ready:
         dep = await ctx.kube.get("apps/v1", "Deployment", meta["namespace"], build.workload_name(meta["name"]))
         if dep is not None:
@@ -149,7 +163,7 @@ async def refresh_cache_progress(ctx: Context) -> int:
         if not hf_cache.wanted(spec) or cache_view(record).reason != hf_cache.DOWNLOADING:
             record.cache_progress = None
             continue
-        pod = hf_cache.running_pod(spec, key[1], record.preload_pods)
+        pod = hf_cache.running_pod(spec, key[1], record.preload_pods, cache_plan(record, spec).attempt)
         if pod is None:
             continue
         try:
@@ -163,6 +177,29 @@ async def refresh_cache_progress(ctx: Context) -> int:
             record.cache_progress = progress
             await write_status(ctx, record)
     return read
+
+
+async def retry_due_preloads(ctx: Context) -> list[Key]:
+    """Housekeeping (each registry tick): mark for reconcile every node whose failed preload Job is due
+    for its next attempt (no event comes when a delay has passed). Returns the keys marked."""
+    due: list[Key] = []
+    for key, record in list(ctx.inference.items()):
+        if record.body["metadata"].get("deletionTimestamp"):
+            continue
+        try:
+            spec = InferenceNodeSpec.model_validate(record.body["spec"])
+        except ValueError:
+            continue
+        if not hf_cache.wanted(spec):
+            continue
+        latest, job = hf_cache.current_job(key[1], spec, record.jobs)
+        if job is not None and cache_plan(record, spec).attempt > latest:
+            due.append(key)
+    for key in due:
+        logger.info("The preload of InferenceNode %s/%s is due for its next attempt", *key)
+        if ctx.repairs is not None:
+            ctx.repairs.mark("InferenceNode", key)
+    return due
 
 
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:
@@ -206,6 +243,8 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
             else:  # refused or failed: sent again by the retry
                 record.applied.pop(ident(child), None)
         for child, applied in zip(todo, results, strict=True):
+            if child["kind"] == "Job" and isinstance(applied, dict):  # the attempt exists now: never again
+                record.jobs.setdefault(child["metadata"]["name"], hf_cache.job_facts(applied))
             if child["kind"] == "Deployment" and isinstance(applied, dict) and (
                     record.deployment is None or record.deployment.get("replicas") != child["spec"]["replicas"]):
                 record.deployment = {"status": applied.get("status", {}),
@@ -352,9 +391,20 @@ async def write_status(ctx: Context, record: InferenceRecord) -> None:
 
 async def _write_now(ctx: Context, record: InferenceRecord) -> None:
     shown = record.status_written
+    before = dict((shown or {}).get("cache") or {})  # a copy: what the object showed until this write
     await context.write_status(ctx, record, KIND, compute_status)
     if record.status_written is not shown:
         record.status_at = time.monotonic()
+        await preload_failure_event(ctx, record, before)
+
+
+async def preload_failure_event(ctx: Context, record: InferenceRecord, before: Obj) -> None:
+    """A Warning Event when status.cache has just turned Failed for a preload Job (once per failed
+    attempt; the status the object shows is the memory, so a restart posts none again)."""
+    after = (record.status_written or {}).get("cache") or {}
+    if after.get("state") == hf_cache.FAILED and (before.get("state") != hf_cache.FAILED
+                                                  or before.get("job") != after.get("job")):
+        await ctx.kube.post_event(record.body, "Warning", "PreloadFailed", str(after.get("message") or ""))
 
 
 async def _write_later(ctx: Context, record: InferenceRecord, wait: float) -> None:

@@ -162,8 +162,9 @@ class Kube:
         """The last lines of a container's log (plain text; the preload Job's progress lines)."""
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"
         query = [("container", container), ("tailLines", str(tail_lines))]
+        # Accept */* as kubectl sends it: the API server answers "text/plain" alone with 406
         method, url, headers, body, _ = await self._api.param_serialize(
-            "GET", path, query_params=query, auth_settings=["BearerToken"], header_params={"Accept": "text/plain"})
+            "GET", path, query_params=query, auth_settings=["BearerToken"], header_params={"Accept": "*/*"})
         try:
             response = await self._api.call_api(method, url, header_params=headers, body=body)
             data = await response.read()

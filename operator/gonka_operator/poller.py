@@ -147,6 +147,7 @@ class Registries:
         started = time.monotonic()
         await inference_node.wake_unhandled(ctx, started)
         await inference_node.refresh_cache_progress(ctx)  # bytes/files of running preload Jobs
+        await inference_node.retry_due_preloads(ctx)  # a failed preload's next attempt
         members: dict[str, set[Key]] = defaultdict(set)
         networks: dict[str, set[Key]] = defaultdict(set)
         for key, record in list(ctx.inference.items()):

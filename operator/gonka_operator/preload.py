@@ -11,7 +11,10 @@ advice, REFERENCE.md §3: pre-download weights into HF_HOME; a cold vLLM start d
   cache are not fetched again (the library skips them; `fetchedBytes` says what came over the wire).
 * Progress: one JSON line per `--progress-interval` seconds on stdout (the Job's log): bytes and
   files fetched so far, measured in the cache directory itself (`blobs/`, `.incomplete` files
-  included), then a final line with the snapshot's commit, files and bytes.
+  included; huggingface_hub writes a file in 10 MiB chunks, so that is the granularity), then a
+  final line with the snapshot's commit, files and bytes.
+* Nothing secret in the log: HF_ENDPOINT and the Hub's messages (which name URLs) are shown without
+  `user:password@`; HF_TOKEN (from the Job's Secret reference) is never printed.
 * The outcome is also written as JSON to the container's termination message
   (`/dev/termination-log`), which the operator reads from the pod status it already watches: the
   final bytes/files, or the Hub's error message. No Kubernetes credentials in the Job.
@@ -35,6 +38,8 @@ from typing import Any
 EXIT_TRANSIENT, EXIT_PERMANENT = 1, 2
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 MESSAGE_LIMIT = 1000
+# the userinfo of a URL (scheme://user:password@host): a mirror's credentials in HF_ENDPOINT
+USERINFO_RE = re.compile(r"(?<=://)[^/@\s]*@")
 
 
 def _emit(event: str, **fields: Any) -> None:
@@ -72,9 +77,16 @@ def snapshot_stats(snapshot: Path) -> tuple[int, int]:
     return files, size
 
 
+def without_userinfo(text: str) -> str:
+    """`text` with the user:password@ of every URL in it removed (HF_ENDPOINT may carry a mirror's
+    credentials; the start line and the Hub's error messages, which name the URL, must not)."""
+    return USERINFO_RE.sub("", text)
+
+
 def hub_message(exc: BaseException) -> str:
-    """The library's/Hub's message on one line (no token: the library never puts it in messages)."""
-    text = " ".join(str(exc).split())
+    """The library's/Hub's message on one line, without URL credentials (no token: the library never
+    puts it in messages)."""
+    text = without_userinfo(" ".join(str(exc).split()))
     return f"{type(exc).__name__}: {text}"[:MESSAGE_LIMIT]
 
 
@@ -125,7 +137,7 @@ def preload(repo_id: str, revision: str | None, cache_dir: Path, interval: float
         return EXIT_PERMANENT, outcome
     folder = repo_folder(cache_dir, repo_id)
     _emit("start", repo=repo_id, revision=revision or "main", cacheDir=str(cache_dir),
-          endpoint=os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+          endpoint=without_userinfo(os.environ.get("HF_ENDPOINT", "https://huggingface.co")))
     path: str | None = None
     if revision and COMMIT_RE.match(revision):
         try:  # a pinned commit that is complete in the cache: not one request to the Hub

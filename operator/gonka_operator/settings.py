@@ -78,6 +78,13 @@ class Settings:
     # Image of the HF-cache preload Job (`gonka-operator preload-model`): the operator's own image,
     # which ships huggingface_hub. Env: GONKA_PRELOAD_IMAGE (the chart sets its image).
     preload_image: str = DEFAULT_PRELOAD_IMAGE
+    # A failed preload: `preload_backoff_limit` more pods (the Job controller's 10 s doubling backoff),
+    # then a new Job after `preload_retry_seconds`, doubling per failed Job, at most
+    # `preload_retry_max_seconds` (builders/hf_cache.Retry). Env: GONKA_PRELOAD_BACKOFF_LIMIT,
+    # GONKA_PRELOAD_RETRY_SECONDS, GONKA_PRELOAD_RETRY_MAX_SECONDS.
+    preload_backoff_limit: int = 6
+    preload_retry_seconds: float = 60.0
+    preload_retry_max_seconds: float = 1800.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -100,6 +107,9 @@ class Settings:
         s.lease_seconds = float(env.get("GONKA_LEASE_SECONDS", s.lease_seconds))
         s.lease_namespace = env.get("GONKA_LEASE_NAMESPACE", "") or _own_namespace() or s.lease_namespace
         s.preload_image = env.get("GONKA_PRELOAD_IMAGE") or s.preload_image
+        s.preload_backoff_limit = int(env.get("GONKA_PRELOAD_BACKOFF_LIMIT", s.preload_backoff_limit))
+        s.preload_retry_seconds = float(env.get("GONKA_PRELOAD_RETRY_SECONDS", s.preload_retry_seconds))
+        s.preload_retry_max_seconds = float(env.get("GONKA_PRELOAD_RETRY_MAX_SECONDS", s.preload_retry_max_seconds))
         return s
 
     def admin_url_for(self, namespace: str, network_node: str, in_cluster_url: str | None) -> str | None:

@@ -45,14 +45,39 @@ PROBE = textwrap.dedent("""\
 """)
 
 
-def pod_spec(image: str, command: list[str], *, port: int | None = None, sa_token: bool = False) -> dict[str, Any]:
+def pod_spec(image: str, command: list[str], *, port: int | None = None, sa_token: bool = False,
+             mounts: dict[str, dict[str, Any]] | None = None, user: int | None = None) -> dict[str, Any]:
+    """`mounts`: {mountPath: volume source} (e.g. a persistentVolumeClaim), mounted read-only; `user`:
+    the uid to run as (default: the image's)."""
     container: dict[str, Any] = {"name": "main", "image": image, "imagePullPolicy": "Never", "command": command}
+    if user is not None:
+        container["securityContext"] = {"runAsUser": user, "runAsNonRoot": user != 0}
     if port:
         container["ports"] = [{"containerPort": port}]
         container["readinessProbe"] = {"tcpSocket": {"port": port}, "periodSeconds": 1}
+    volumes = [{"name": f"v{i}", **source} for i, source in enumerate((mounts or {}).values())]
+    if mounts:
+        container["volumeMounts"] = [{"name": f"v{i}", "mountPath": path, "readOnly": True}
+                                     for i, path in enumerate(mounts)]
     return {"nodeSelector": NODE_SELECTOR, "tolerations": [TOLERATION], "containers": [container],
-            "restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+            "restartPolicy": "Never", "terminationGracePeriodSeconds": 0, **({"volumes": volumes} if volumes else {}),
             "automountServiceAccountToken": sa_token, "enableServiceLinks": False}
+
+
+def start_service(core: Any, ns: str, name: str, image: str, command: list[str], ports: list[int],
+                  labels: dict[str, str]) -> str:
+    """A pod running `command` (listening on `ports`, ready once the first one accepts) plus a Service of
+    the same name for all of them; its pod IP once kube-proxy routes to it."""
+    spec = pod_spec(image, command, port=ports[0])
+    spec["containers"][0]["ports"] = [{"containerPort": p} for p in ports]
+    spec["restartPolicy"] = "Always"
+    core.create_namespaced_pod(ns, {"metadata": {"name": name, "labels": labels}, "spec": spec})
+    core.create_namespaced_service(ns, {"metadata": {"name": name}, "spec": {
+        "selector": labels, "ports": [{"name": f"p{p}", "port": p, "targetPort": p} for p in ports]}})
+    ip = wait_ready(core, ns, name)
+    for p in ports:
+        wait_proxied(ip, p)
+    return ip
 
 
 def start_server(core: Any, ns: str, name: str, image: str, port: int, labels: dict[str, str]) -> str:
@@ -94,11 +119,12 @@ def _describe(core: Any, ns: str, name: str) -> str:
 
 
 def run_to_completion(core: Any, ns: str, image: str, command: list[str], labels: dict[str, str] | None = None,
-                      sa_token: bool = False, timeout: float = 120) -> str:
+                      sa_token: bool = False, timeout: float = 120,
+                      mounts: dict[str, dict[str, Any]] | None = None, user: int | None = None) -> str:
     """Run a pod until it exits; its log. The pod is deleted afterwards."""
     name = f"run-{uuid.uuid4().hex[:8]}"
     core.create_namespaced_pod(ns, {"metadata": {"name": name, "labels": labels or {"gonka.test/role": "client"}},
-                                    "spec": pod_spec(image, command, sa_token=sa_token)})
+                                    "spec": pod_spec(image, command, sa_token=sa_token, mounts=mounts, user=user)})
     try:
         def done() -> bool:
             return core.read_namespaced_pod(name, ns).status.phase in ("Succeeded", "Failed")

@@ -79,6 +79,38 @@ def test_the_override_commit_is_the_revision_and_names_a_new_job() -> None:
     assert len(hf_cache.job_name("x" * 253, plain)) <= 63
 
 
+def test_the_job_name_covers_model_revision_and_volume_but_not_the_image() -> None:
+    """A Job that exists by name is never replaced: the name changes exactly when the download's
+    inputs do (so an operator upgrade with a new image re-runs no preload)."""
+    names = {hf_cache.job_name("gpu", s) for s in (
+        spec(), spec(hfCache={"existingClaim": "weights", "preload": True}),
+        spec(hfCache={"hostPath": "/mnt/hf", "preload": True}),
+        spec(hfCache={"hostPath": "/mnt/other", "preload": True}))}
+    assert len(names) == 4
+    jobs = [build_preload_job(OWNER, spec(), image) for image in ("op:1", "op:2")]
+    assert jobs[0] and jobs[1] and jobs[0]["metadata"]["name"] == jobs[1]["metadata"]["name"]
+    assert hf_cache.job_name("gpu", spec()) == jobs[0]["metadata"]["name"]
+    assert hf_cache.job_name("gpu", spec(hfCache={"size": "20Gi"})) == hf_cache.job_name("gpu", spec())
+
+
+def test_an_hf_token_from_spec_env_reaches_the_job_as_the_same_secret_ref_never_a_value() -> None:
+    ref = {"secretKeyRef": {"name": "hf-secret", "key": "token"}}
+    s = spec(env=[{"name": "HF_TOKEN", "valueFrom": ref}, {"name": "HF_ENDPOINT", "value": "http://mirror"}])
+    job = build_preload_job(OWNER, s, "img")
+    assert job is not None
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    tokens = [e for e in container["env"] if e["name"] == "HF_TOKEN"]
+    assert tokens == [{"name": "HF_TOKEN", "valueFrom": ref}]
+    # hfTokenSecretRef wins over spec.env (one HF_TOKEN only); a literal value is never copied
+    both = spec(env=[{"name": "HF_TOKEN", "valueFrom": ref}], hfTokenSecretRef={"name": "hf", "key": "t"})
+    job = build_preload_job(OWNER, both, "img")
+    assert job is not None
+    assert [e for e in job["spec"]["template"]["spec"]["containers"][0]["env"] if e["name"] == "HF_TOKEN"] == [
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}}]
+    literal = build_preload_job(OWNER, spec(env=[{"name": "HF_TOKEN", "value": "hf_plain"}]), "img")
+    assert literal is not None and "hf_plain" not in str(literal)
+
+
 @pytest.mark.parametrize(("cache", "preloaded"), [
     ({"size": "10Gi"}, True),
     ({"size": "10Gi", "preload": False}, False),
@@ -239,7 +271,7 @@ async def test_a_restart_never_scales_a_serving_pod_down() -> None:
     record = handled(ctx, ml_body(modelOverride={"hfRepo": "my-org/custom", "hfCommit": COMMIT}))
     kube.objects[("Deployment", "gpu-mlnode")] = deployment_event(1, available=True)
     await inference_node.apply_children(ctx, record)
-    assert ("Job", hf_cache.job_name("gpu", InferenceNodeSpec.model_validate(record.body["spec"]))) in kube.gets
+    assert record.jobs, "the preload Job (just applied) is known"
     assert record.deployment is not None and record.deployment["replicas"] == 1
     assert next(c for c in inference_node.desired_for(ctx, record) if c["kind"] == "Deployment")["spec"][
         "replicas"] == 1

@@ -111,7 +111,7 @@ def test_hub_down_then_back_retries_then_ready(tmp_path: Path) -> None:
     pods = [pod(job, first, 1)]
     view = hf_cache.read_job(s, "gpu", {"status": {"failed": 1, "active": 1}}, pods)
     assert view.status["state"] == "Downloading" and not view.ready
-    assert "attempt 2 of 7" in view.message and first.termination["message"][:60] in view.message
+    assert f"pod 2 of Job {job}" in view.message and first.termination["message"][:60] in view.message
     with hub:
         hub.start()
         second = preload(home, hub.url)
@@ -145,6 +145,34 @@ def test_wrong_revision_fails_with_the_hubs_message(hub: HubStandIn, tmp_path: P
     run = preload(tmp_path / "home", hub.url, revision="0" * 40)
     assert run.code == 2, run.output
     assert run.termination is not None and f"Invalid rev id: {'0' * 40}" in run.termination["message"]
+
+
+def test_the_log_never_shows_the_endpoints_userinfo(hub: HubStandIn, tmp_path: Path) -> None:
+    """HF_ENDPOINT may carry a mirror's credentials (http://user:password@mirror): the start line and
+    the Hub's error messages (which name the URL) show the endpoint without them."""
+    endpoint = hub.url.replace("http://", "http://mirror-user:s3cret-pass@")
+    run = preload(tmp_path / "home", endpoint)
+    assert run.code == 0, run.output
+    start = next(line for line in run.lines if line["event"] == "start")
+    assert start["endpoint"] == hub.url
+    missing = preload(tmp_path / "home", endpoint, repo="gonka-test/does-not-exist")
+    assert missing.code == 2 and missing.termination is not None, missing.output
+    assert "Repository Not Found for url" in missing.termination["message"]
+    for text in (run.output, missing.output, json.dumps(missing.termination)):
+        assert "s3cret-pass" not in text and "mirror-user" not in text
+
+
+def test_the_token_reaches_the_hub_and_never_the_log(hub: HubStandIn, tmp_path: Path) -> None:
+    token = "hf_" + "Zq7" * 10
+    hub.clear()
+    run = preload(tmp_path / "home", hub.url, env={"HF_TOKEN": token})
+    missing = preload(tmp_path / "home", hub.url, repo="gonka-test/does-not-exist", env={"HF_TOKEN": token})
+    assert run.code == 0 and missing.code == 2, run.output + missing.output
+    # with the token to the Hub; never to the CDN, another origin (as huggingface_hub does with cdn-lfs.hf.co)
+    seen = {(r["path"].startswith("/cdn/"), r["authorized"]) for r in hub.requests()}
+    assert seen == {(False, True), (True, False)}, hub.requests()
+    for text in (run.output, missing.output, json.dumps(run.termination), json.dumps(missing.termination)):
+        assert token not in text and token[3:12] not in text
 
 
 def test_offline_mode_refuses_to_preload(hub: HubStandIn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

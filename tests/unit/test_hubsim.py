@@ -83,3 +83,22 @@ def test_every_request_is_recorded(hub: HubStandIn, tmp_path: Path) -> None:
     httpx.get(f"{hub.url}/api/models/{REPO}")
     assert [(r["method"], r["path"], r["status"]) for r in hub.requests()] == [
         ("GET", f"/api/models/{REPO}", 200)]
+
+
+def test_public_cdn_url_is_the_redirect_target(tmp_path: Path) -> None:
+    """In a pod the stand-in listens on 0.0.0.0, which is no address for its clients: the LFS redirect
+    names the CDN by the URL given (a Service's DNS name), as the Hub names cdn-lfs.hf.co."""
+    public = "http://hf-hub.gonka-test.svc.cluster.local:8091"
+    with HubStandIn(tmp_path, "hf-hub-public", extra=("--cdn-url", public)) as h:
+        h.start()
+        head = httpx.head(f"{h.url}/{REPO}/resolve/main/model.safetensors")
+    assert head.status_code == 302 and head.headers["Location"].startswith(f"{public}/cdn/")
+
+
+def test_requests_record_whether_a_token_came_but_never_the_token(hub: HubStandIn) -> None:
+    hub.clear()
+    httpx.get(f"{hub.url}/api/models/{REPO}", headers={"Authorization": "Bearer hf_sekrit"})
+    httpx.get(f"{hub.url}/api/models/{REPO}")
+    recorded = hub.requests()
+    assert [r["authorized"] for r in recorded] == [True, False]
+    assert "hf_sekrit" not in str(recorded)

@@ -49,7 +49,7 @@ def workload_name(name: str) -> str:
 
 
 def hf_cache_pvc_name(name: str) -> str:
-    return f"{name}-hf-cache"
+    return hf_cache.pvc_name(name)
 
 
 def shared_proxy_config_name(network_node: str) -> str:
@@ -124,12 +124,7 @@ def build_hf_cache_pvc(owner: Owner, spec: InferenceNodeSpec) -> Obj | None:
 
 
 def hf_volume(owner: Owner, spec: InferenceNodeSpec) -> Obj:
-    cache = spec.hf_cache
-    assert cache is not None, "admission requires hfCache for in-cluster ML nodes"
-    if cache.host_path:
-        return {"name": "hf-cache", "hostPath": {"path": cache.host_path, "type": "DirectoryOrCreate"}}
-    claim = cache.existing_claim or hf_cache_pvc_name(owner.name)
-    return {"name": "hf-cache", "persistentVolumeClaim": {"claimName": claim}}
+    return hf_cache.volume(owner.name, spec)  # the preload Job's name hashes it too
 
 
 def _env(spec: InferenceNodeSpec) -> list[Obj]:
@@ -163,13 +158,14 @@ def _placement(spec: InferenceNodeSpec) -> tuple[dict[str, str], list[Obj]]:
     return node_selector, [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
 
 
-def build_preload_job(owner: Owner, spec: InferenceNodeSpec, image: str) -> Obj | None:
+def build_preload_job(owner: Owner, spec: InferenceNodeSpec, image: str, attempt: int = 1,
+                      retry: hf_cache.Retry = hf_cache.DEFAULT_RETRY) -> Obj | None:
     """The Job that fills the HF cache before the ML pod starts (builders/hf_cache.py), or None."""
     if not hf_cache.wanted(spec):
         return None
     node_selector, tolerations = _placement(spec)
     return hf_cache.build_preload_job(owner, spec, image, hf_volume(owner, spec), node_selector, tolerations,
-                                      pod_selector(owner.name))
+                                      pod_selector(owner.name), attempt, retry)
 
 
 def build_deployment(owner: Owner, spec: InferenceNodeSpec, network_node: str | None, replicas: int = 1) -> Obj:

@@ -318,6 +318,7 @@ class CacheStatus(CRDModel):
     bytes: int | None = Field(default=None, description="Bytes of the snapshot.")
     fetched_bytes: int | None = Field(default=None, description="Bytes fetched from the Hub by the last run.")
     job: str | None = Field(default=None, description="The preload Job.")
+    attempt: int | None = Field(default=None, description="The operator's attempt (new Job) after failed ones.")
     message: str | None = Field(default=None, description="What happened (the Hub's message on failure).")
 
 
