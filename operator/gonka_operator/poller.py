@@ -36,7 +36,7 @@ from gonka_operator.admin import AdminError, AdminNotFound, AdminUnavailable, No
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.kube import KubeError
-from gonka_operator.metrics import DRIFT_REPAIRS, REGISTRY_NODES
+from gonka_operator.metrics import DRIFT_REPAIRS, REGISTRY_NODES, timed_poll
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import FINALIZER, SKIP_DEREGISTRATION, RegistryProblem
 from gonka_operator.registry_status import registry_status
@@ -162,7 +162,8 @@ class RegistryLoop:
             polled = False
             try:
                 if time.monotonic() >= next_poll:
-                    await self.poll()
+                    with timed_poll():
+                        await self.poll()
                     polled = True
                     next_poll = time.monotonic() + interval
                 due = [k for k in self.dirty if self.retry_at.get(k, 0.0) <= time.monotonic()]
