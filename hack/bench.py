@@ -4,7 +4,8 @@ Runs on a fresh local control plane (real kube-apiserver + etcd + controller-man
 kwok nodes) with the admin-API stand-in, the operator as a separate process, and prints a table
 plus a JSON file (bench-results.json). The baseline of the ratio is measured in the same run:
 `kubectl apply --server-side` of exactly the children the operator would create (rendered by
-`gonka-operator render`), into a fresh namespace, until every Deployment is Available.
+`gonka-operator render`), into a fresh namespace, until every Deployment is Available. The
+InferenceNodes are applied the same way (server-side, in the same chunks).
 
     .venv/bin/python hack/bench.py [--n 500] [--poll 10] [--samples 20]
     .venv/bin/python hack/bench.py --scale [--sizes 100,500,1000]   # `make bench SCALE=1`
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # reuse the tests' process wrappers (kubectl, stand-in, operator)
 
 from bench_memory import import_baseline_mib, per_kind_costs  # noqa: E402
+from bench_report import print_scale, print_single  # noqa: E402
 
 from gonka_operator.cli import render_manifest  # noqa: E402
 from gonka_operator.devcluster import LocalCluster  # noqa: E402
@@ -155,6 +158,31 @@ def peak_rss_mib(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
+def apply_server_side(kubectl: Kubectl, ns: str, objs: list[dict[str, Any]], chunk: int = 200) -> threading.Thread:
+    """Start `kubectl apply --server-side` of `objs` in the background (the progress lines go on
+    meanwhile), the same way for the baseline's children and for the operator's InferenceNodes: one
+    object after the other, in calls of `chunk` objects (one call of 4000 objects outlasts kubectl's
+    timeout on a loaded machine). `join_apply` waits for it and raises what it raised."""
+    def run() -> None:
+        try:
+            for i in range(0, len(objs), chunk):
+                kubectl.run("apply", "--server-side", "--field-manager=bench", "-n", ns, "-f", "-",
+                            input=dump(objs[i:i + chunk]))
+        except BaseException as exc:  # re-raised by join_apply in the bench's thread
+            thread.error = exc  # type: ignore[attr-defined]
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.error = None  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def join_apply(thread: threading.Thread) -> None:
+    thread.join()
+    if thread.error is not None:  # type: ignore[attr-defined]
+        raise thread.error  # type: ignore[attr-defined]
+
+
 def measure_raw_apply(kubectl: Kubectl, n: int, deadline: float) -> float:
     kubectl.run("create", "namespace", "bench-raw")
     docs = inference_nodes(n, "raw")
@@ -167,8 +195,10 @@ def measure_raw_apply(kubectl: Kubectl, n: int, deadline: float) -> float:
             if MANAGED_BY_LABEL in meta.get("labels", {}):
                 meta["labels"][MANAGED_BY_LABEL] = "gonka-bench-raw"
     start = time.monotonic()
-    kubectl.run("apply", "--server-side", "--field-manager=bench", "-n", "bench-raw", "-f", "-", input=dump(children))
-    wait_progress("raw apply: Deployments Available", lambda: available_count(kubectl, "bench-raw"), n, deadline)
+    applying = apply_server_side(kubectl, "bench-raw", children)
+    wait_progress("raw apply: Deployments Available", lambda: available_count(kubectl, "bench-raw"), n, deadline,
+                  start=start)
+    join_apply(applying)
     return time.monotonic() - start
 
 
@@ -179,10 +209,11 @@ def measure_operator(kubectl: Kubectl, standin: StandIn, n: int, deadline: float
     wait_for(lambda: kubectl.get("networknode", "gonka", "bench-op").get("status"), 60, "NetworkNode status")
     before = write_counts(kubectl)
     start = time.monotonic()
-    kubectl.run("apply", "-n", "bench-op", "-f", "-", input=dump(inference_nodes(n, "ml")))
+    applying = apply_server_side(kubectl, "bench-op", inference_nodes(n, "ml"))
     wait_progress("operator: registered", lambda: sum(k.startswith("ml-") for k in standin.nodes()), n, deadline,
                   start=start)
     wait_progress("operator: Ready", lambda: ready_count(kubectl, "bench-op"), n, deadline, start=start)
+    join_apply(applying)
     elapsed = time.monotonic() - start
     return elapsed, before
 
@@ -300,71 +331,6 @@ def run_once(n: int, poll: float, samples: int) -> dict[str, Any]:
     return results
 
 
-def print_single(results: dict[str, Any]) -> None:
-    n = results["n"]
-    rows = [
-        (f"apply {n} InferenceNodes → all registered + Ready", f"{results['operator_seconds']:.1f} s", ""),
-        ("raw kubectl apply --server-side of the same children → Available",
-         f"{results['raw_apply_seconds']:.1f} s", ""),
-        ("ratio operator / raw apply", f"{results['ratio_operator_over_raw']:.2f}", "≤ 1.2"),
-        ("K8s writes per new InferenceNode (incl. the user's create)",
-         f"{results['writes_per_inference_node']:.2f}", "≤ 6"),
-        ("  the same without the PodDisruptionBudget",
-         f"{results['writes_per_inference_node_without_pdb']:.2f}", "≤ 6"),
-        ("  of which status writes", f"{results['status_writes_per_inference_node']:.2f}", "1"),
-        ("writes during two idle poll intervals", f"{results['idle_writes_two_intervals']:.0f}", "0"),
-        ("admin API requests per poll interval (1 network node)",
-         f"{results['admin_requests_per_interval']:.1f}", "1"),
-        ("operator CPU per InferenceNode (burst + trailing writes)",
-         f"{results['operator_cpu_seconds_per_node'] * 1000:.0f} ms", "flat in N"),
-        (f"registry poll at N={n}: wall / CPU",
-         f"{results['poll_seconds_at_n'] * 1000:.0f} / {results['poll_cpu_seconds_at_n'] * 1000:.0f} ms",
-         "≪ poll interval"),
-        ("operator RSS once started (import baseline)", f"{results['operator_idle_rss_mib']:.0f} MiB", ""),
-        (f"operator peak RSS at N={n} (current once idle)",
-         f"{results['operator_peak_rss_mib']:.0f} ({results['operator_rss_after_mib']:.0f}) MiB", "≤ 150 MiB @1000"),
-        ("apply → registered in the registry, single object p50 / p95",
-         f"{results['latency_p50_seconds'] * 1000:.0f} / {results['latency_p95_seconds'] * 1000:.0f} ms",
-         "p95 ≤ 1 s"),
-        ("apply → status Registered=True (kubectl polls), p50 / p95",
-         f"{results['status_latency_p50_seconds'] * 1000:.0f} / {results['status_latency_p95_seconds'] * 1000:.0f} ms",
-         ""),
-    ]
-    for name, value, target in rows:
-        print(f"  {name:<64} {value:>14}  {target}")
-    print(f"  import baseline (a fresh interpreter importing what the operator imports): "
-          f"{results['import_baseline_mib']:.0f} MiB")
-    print("  bytes per object: JSON / parsed, as an event brings it / kept by the operator's record")
-    for kind, c in results["per_kind_bytes"].items():
-        print(f"    {kind:<14} {c['json']:>7} / {c['event']:>7} / {c['kept']:>7}")
-    print(f"  writes by verb/resource during the burst: {json.dumps(results['writes_by_verb_resource'])}")
-    print(f"  writes by verb/resource while idle: {json.dumps(results['idle_writes_by_verb_resource'])}")
-
-
-SCALE_COLUMNS = (  # header, target, format of one result
-    ("operator s", "", lambda r: f"{r['operator_seconds']:.1f}"),
-    ("raw SSA s", "", lambda r: f"{r['raw_apply_seconds']:.1f}"),
-    ("ratio", "≤ 1.2", lambda r: f"{r['ratio_operator_over_raw']:.2f}"),
-    ("writes/node", "≤ 6", lambda r: f"{r['writes_per_inference_node']:.2f}"),
-    ("w/o PDB", "≤ 6", lambda r: f"{r['writes_per_inference_node_without_pdb']:.2f}"),
-    ("CPU ms/node", "flat", lambda r: f"{r['operator_cpu_seconds_per_node'] * 1000:.0f}"),
-    ("peak RSS MiB", "≤ 150 @1000", lambda r: f"{r['operator_peak_rss_mib']:.0f}"),
-    ("poll ms", "≪ interval", lambda r: f"{r['poll_seconds_at_n'] * 1000:.0f}"),
-    ("poll CPU ms", "≪ interval", lambda r: f"{r['poll_cpu_seconds_at_n'] * 1000:.0f}"),
-    ("p95 reg. ms", "≤ 1000", lambda r: f"{r['latency_p95_seconds'] * 1000:.0f}"),
-)
-
-
-def print_scale(runs: list[dict[str, Any]]) -> None:
-    header = ["N", *(c[0] for c in SCALE_COLUMNS)]
-    rows = [["target", *(c[1] for c in SCALE_COLUMNS)]]
-    rows += [[str(r["n"]), *(c[2](r) for c in SCALE_COLUMNS)] for r in runs]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=500, help="InferenceNodes applied at once (1000 as an option)")
@@ -377,11 +343,13 @@ def main() -> int:
     machine = (f"{platform.machine()}, "
                f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores")
     sizes = [int(x) for x in args.sizes.split(",")] if args.scale else [args.n]
-    runs = [run_once(n, args.poll, args.samples) for n in sizes]
-    for run in runs:
-        run["import_baseline_mib"] = import_baseline_mib()
-    Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
-                                          "runs": runs}, indent=2))
+    runs = []
+    for n in sizes:  # each N's figures are kept (and its row printed) as soon as it is done
+        runs.append({**run_once(n, args.poll, args.samples), "import_baseline_mib": import_baseline_mib()})
+        Path(args.out).write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine,
+                                              "runs": runs}, indent=2))
+        if args.scale:
+            print_scale(runs[-1:])
     print(f"\ngonka-operator benchmark, {time.strftime('%Y-%m-%d %H:%M')}, {machine}, poll {args.poll:g} s")
     if args.scale:
         print_scale(runs)

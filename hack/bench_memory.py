@@ -19,11 +19,13 @@ from gonka_operator.handlers import _plain
 
 Obj = dict[str, Any]
 
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a child started by the
+# bench would report the bench's own peak.
 IMPORT_BASELINE = """
-import resource
 import kopf, kubernetes.aio, aiohttp, httpx, pydantic
 import gonka_operator.handlers
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")][0]
+print(int(hwm.split()[1]) / 1024)
 """
 
 
@@ -49,12 +51,13 @@ def heap_bytes(make: Callable[[], Any]) -> int:
 
 def kept_by_record(kind: str, obj: Obj) -> Any:
     """What an InferenceRecord keeps of one child (drift.on_child_event) or of its CR (the body)."""
-    if kind == "InferenceNode":
-        return _plain(obj)
+    if kind == "InferenceNode":  # inference_node.record_for: the body without its status
+        return {k: v for k, v in _plain(obj).items() if k != "status"}
     if kind == "Deployment":
         return {"status": obj.get("status", {}), "replicas": (obj.get("spec") or {}).get("replicas")}
-    if kind == "Pod":
-        return {"status": obj.get("status", {})}
+    if kind == "Pod":  # only the scheduler's verdict while it cannot be placed: nothing for a running pod
+        return [c for c in (obj.get("status") or {}).get("conditions") or []
+                if c.get("type") == "PodScheduled" and c.get("status") == "False"]
     return (obj["kind"], obj["metadata"]["name"])  # Service, NetworkPolicy, PDB: only that it exists
 
 
