@@ -51,3 +51,25 @@ def test_the_record_keeps_the_crs_body_without_its_status() -> None:
     record = inference_node.record_for(ctx, _plain(live))
     assert "status" not in record.body
     assert record.status_written == live["status"]  # what the object shows: nothing rewritten after a restart
+
+
+def test_children_are_watched_with_a_server_side_selector_and_the_crs_without() -> None:
+    """kopf's `labels=` filters on handlers are client-side: without a server-side selector the
+    operator would receive, parse and keep a memory (~1 KB) of every Pod, Deployment, Service… of
+    the cluster, ours or not."""
+    import kopf
+    from kopf._cogs.structs.references import Resource
+
+    from gonka_operator.handlers import CHILD_KINDS, watch_only_ours
+
+    settings = kopf.OperatorSettings()
+    watch_only_ours(settings)
+    ours = "app.kubernetes.io/managed-by=gonka-operator"
+    for group, version, plural in CHILD_KINDS:
+        resource = Resource(group=group, version=version, plural=plural, namespaced=True)
+        assert settings.watching.label_selectors.collect(resource) == [ours], plural
+    assert {p for _, _, p in CHILD_KINDS} >= {"pods", "deployments", "services", "networkpolicies", "jobs",
+                                               "statefulsets", "persistentvolumeclaims"}
+    for plural in ("inferencenodes", "networknodes"):
+        crs = Resource(group="gonka.ai", version="v1alpha1", plural=plural, namespaced=True)
+        assert settings.watching.label_selectors.collect(crs) == []
