@@ -274,8 +274,7 @@ def run_once(n: int, poll: float, samples: int) -> dict[str, Any]:
         metrics = f"http://127.0.0.1:{metrics_port}/metrics"
         operator = Operator(str(cluster.kubeconfig), logs, {
             "GONKA_ADMIN_URL_OVERRIDES": f"*={standin.url}", "GONKA_REGISTRY_POLL_SECONDS": str(poll),
-            "GONKA_METRICS_PORT": str(metrics_port), "GONKA_METRICS_ADDRESS": "127.0.0.1",
-            **({"MALLOC_ARENA_MAX": os.environ["BENCH_MALLOC_ARENA_MAX"]} if os.environ.get("BENCH_MALLOC_ARENA_MAX") else {})})
+            "GONKA_METRICS_PORT": str(metrics_port), "GONKA_METRICS_ADDRESS": "127.0.0.1"})
         try:
             print(f"N={n}: raw server-side apply of the same children", flush=True)
             results["raw_apply_seconds"] = measure_raw_apply(kubectl, n, deadline)

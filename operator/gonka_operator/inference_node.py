@@ -341,8 +341,9 @@ async def write_status(ctx: Context, record: InferenceRecord) -> None:
     """Write the status if it changed, once the object's facts have paused for
     `status_coalesce_seconds`: each change within that window of the previous one joins the same
     write, which carries every fact known when it goes out. While facts never pause, a change waits
-    at most MAX_WINDOWS windows. A fact that arrives later gets its own write (issue 13: a new node's
-    WaitingForWorkload, pod up and Registered arrive a few hundred ms apart: one write, not three)."""
+    at most MAX_WINDOWS windows; a new node's first status waits that long for its pod. A fact that
+    arrives later gets its own write (issue 13: a new node's WaitingForWorkload, pod up and
+    Registered: one write, not three)."""
     delay = ctx.settings.status_coalesce_seconds
     if delay <= 0 or not context.reportable(record):
         await context.write_status(ctx, record, KIND, compute_status)  # writes nothing if not reportable
@@ -354,16 +355,20 @@ async def write_status(ctx: Context, record: InferenceRecord) -> None:
         return
     if not merge_patch(record.status_written, compute_status(record)):
         return  # nothing new (e.g. a poll that found the entry unchanged): no write, nothing scheduled
-    record.status_since, record.status_due = now, now + delay
+    # A new node's first status waits for its pod (and registration) up to MAX_WINDOWS windows: its
+    # first fact is WaitingForWorkload, and the pod comes up seconds later when the controllers are busy.
+    first = record.status_written is None and not record.status_since  # nothing shown, nothing scheduled yet
+    record.status_since, record.status_due = now, now + (MAX_WINDOWS if first else 1) * delay
     record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record))
 
 
 async def _write_later(ctx: Context, record: InferenceRecord) -> None:
-    while True:  # a fact that came meanwhile moved the due time on
+    step = max(ctx.settings.status_coalesce_seconds, 0.05)
+    while True:  # a fact that came meanwhile moved the due time (on, or for a first status, nearer)
         wait = record.status_due - time.monotonic()
         if wait <= 0:
             break
-        await asyncio.sleep(wait)
+        await asyncio.sleep(min(wait, step))
     # from here on a new fact starts a write of its own: this one may have computed its status already
     record.status_task = None
     if ctx.inference.get(key_of(record.body)) is not record:

@@ -175,6 +175,30 @@ async def test_a_new_nodes_facts_each_within_the_window_of_the_last_are_one_stat
     assert conditions["Registered"] == conditions["WorkloadAvailable"] == conditions["Ready"] == "True"
 
 
+async def test_a_new_nodes_first_status_waits_a_few_windows_for_its_pod() -> None:
+    """Never written yet: the first status waits up to MAX_WINDOWS windows, so a pod that is up (and
+    the node registered) 0.6 s after the first fact, with a 0.2 s window, still makes one write."""
+    import asyncio
+
+    ctx, kube = context(None, status_coalesce_seconds=0.2)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    record.registration = Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.6)
+    assert kube.patches == []
+    record.deployment = POD_UP
+    record.registration = Facts(True, "Registered", "registered")
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.3)
+    assert len(kube.patches) == 1
+    assert {c["type"]: c["status"] for c in kube.statuses[("ns", "a")]["conditions"]}["Ready"] == "True"
+    record.registry = {"currentStatus": "INFERENCE"}  # written before: a later fact waits one window only
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.3)
+    assert len(kube.patches) == 2
+
+
 async def test_a_fact_after_the_window_gets_its_own_write() -> None:
     import asyncio
 
@@ -184,7 +208,7 @@ async def test_a_fact_after_the_window_gets_its_own_write() -> None:
     record.deployment = POD_UP
     record.registration = Facts(True, "Registered", "registered")
     await inference_node.write_status(ctx, record)
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(0.2 * inference_node.MAX_WINDOWS + 0.2)  # a first status: up to MAX_WINDOWS windows
     assert len(kube.patches) == 1
     await inference_node.write_status(ctx, record)  # nothing new: nothing written, nothing scheduled
     assert record.status_task is None
