@@ -56,8 +56,8 @@ cluster-down: venv
 run: venv apt tools  ## local demo: control plane + admin-API stand-in + operator + example manifests
 	bash hack/run-local.sh
 
-bench: venv tools
-	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/python hack/bench.py
+bench: venv tools  ## benchmark at N=500 (BENCH_ARGS="--n 200"); SCALE=1: N = 100, 500, 1000 and one table
+	GONKA_TOOLS_BIN=$$(bash hack/build-tools.sh | tail -n1) $(BIN)/python hack/bench.py $(if $(SCALE),--scale) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .local

@@ -33,19 +33,32 @@ mkdir -p "$BIN"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:-} -trimpath" GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 
 log() { printf '[build-tools] %s\n' "$*" >&2; }
-# Runs "$@", saying every 60 s that it still runs (a cold Kubernetes build is quiet for minutes).
+# Runs "$@" (a build step), printing "<binary>: built (N s)" as each binary named in $WATCH appears in
+# $BIN, and a heartbeat every HEARTBEAT seconds while it runs (a cold Kubernetes build is quiet for
+# tens of minutes: it must not look hung). Binaries still missing when it ends are reported then.
+HEARTBEAT="${GONKA_BUILD_HEARTBEAT:-30}"
 timed() {
-  local start=$SECONDS pid rc=0
+  local start=$SECONDS beat=$SECONDS pid rc=0 b pending=() still=()
+  read -r -a pending <<< "${WATCH:-}"
   "$@" & pid=$!
-  while ! wait_for "$pid" 60; do log "  ... still building ($((SECONDS - start)) s)"; done
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 0.2
+    still=()
+    for b in "${pending[@]}"; do
+      if [ -x "$BIN/$b" ]; then log "  $b: built ($((SECONDS - start)) s)"; else still+=("$b"); fi
+    done
+    pending=("${still[@]}")
+    if ((SECONDS - beat >= HEARTBEAT)); then
+      beat=$SECONDS
+      log "  ... still building ($((SECONDS - start)) s${pending[*]:+; not linked yet: ${pending[*]}})"
+    fi
+  done
   wait "$pid" || rc=$?
   [ "$rc" -eq 0 ] || { log "  FAILED after $((SECONDS - start)) s"; return "$rc"; }
+  for b in "${pending[@]}"; do
+    if [ -x "$BIN/$b" ]; then log "  $b: built ($((SECONDS - start)) s)"; else log "  $b: not produced"; fi
+  done
   log "  took $((SECONDS - start)) s"
-}
-wait_for() {  # pid seconds: 0 once pid has exited, 1 if it still runs after that many seconds
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  return 1
 }
 # Hard-links binary $1 from an older cache directory whose name holds the same "$2" (e.g.
 # "-etcd-v3.6.16-"): the same version of that component, so the same binary.
@@ -85,8 +98,9 @@ build_kubernetes() {
   done
   local pkgs=(); for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
   local pinned=(); for p in "${pkgs[@]}"; do pinned+=("$p@$K8S_VERSION"); done
-  (cd "$work" && go get "${pinned[@]}" >&2
-   timed go build -ldflags "-s -w $ld" -o "$BIN/" "${pkgs[@]}")
+  log "  go get ${pinned[*]} (module downloads)"
+  (cd "$work" && timed go get "${pinned[@]}" >&2
+   WATCH="${missing[*]}" timed go build -ldflags "-s -w $ld" -o "$BIN/" "${pkgs[@]}")
 }
 
 build_etcd() {
@@ -103,13 +117,13 @@ build_etcd() {
       | awk -v v="$ETCD_VERSION" '{print "replace " $1 " => " $1 " " v}'
   } > "$work/go.mod"
   printf 'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n' > "$work/main.go"
-  (cd "$work" && go mod tidy >&2 && timed go build -ldflags "-s -w" -o "$BIN/etcd" .)
+  (cd "$work" && go mod tidy >&2 && WATCH=etcd timed go build -ldflags "-s -w" -o "$BIN/etcd" .)
 }
 
 build_go_install() {  # name module version [reuse-pattern]
   reuse "$1" "${4:--$1-$3-}" && { log "$1 $3: cached"; return; }
   log "$1 $3: building"
-  GOBIN="$BIN" timed go install -ldflags "-s -w" "$2@$3"
+  GOBIN="$BIN" WATCH="$1" timed go install -ldflags "-s -w" "$2@$3"
 }
 
 build_cni() {  # the CNI plugins containerd calls for a pod's network (one module, one build)
@@ -122,7 +136,7 @@ build_cni() {  # the CNI plugins containerd calls for a pod's network (one modul
     case "$b" in bridge|loopback) pkgs+=("$m/main/$b@$CNI_VERSION") ;; host-local) pkgs+=("$m/ipam/$b@$CNI_VERSION") ;;
       portmap) pkgs+=("$m/meta/$b@$CNI_VERSION") ;; esac
   done
-  GOBIN="$BIN" timed go install -ldflags "-s -w" "${pkgs[@]}"
+  GOBIN="$BIN" WATCH="${missing[*]}" timed go install -ldflags "-s -w" "${pkgs[@]}"
 }
 
 build_kubernetes

@@ -70,8 +70,11 @@ class InferenceRecord(Record):
     seen_at: float = 0.0  # monotonic time of the latest watch event (see inference_node.wake_unhandled)
     handled: bool = False  # reconcile() has started for it in this process
     finalized: bool = False  # reconcile() made sure it carries our finalizer
-    status_at: float = 0.0  # monotonic time of the last status patch (inference_node.write_status)
-    status_task: asyncio.Task[None] | None = None  # the coalesced status write waiting for its window
+    # inference_node.write_status: the coalesced status write waiting for the facts to pause, when it
+    # is due, and when its first change came (monotonic times)
+    status_task: asyncio.Task[None] | None = None
+    status_due: float = 0.0
+    status_since: float = 0.0
 
 
 @dataclass

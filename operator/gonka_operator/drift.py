@@ -130,8 +130,13 @@ async def on_child_event(ctx: Context, event_type: str | None, obj: Obj) -> None
         elif obj["kind"] == "Pod":
             if deleted:
                 record.pods.pop(obj["metadata"]["name"], None)
-            else:
-                record.pods[obj["metadata"]["name"]] = {"status": obj.get("status", {})}
+            else:  # only the scheduler's verdict on a pod it cannot place is read (status.pending_reason)
+                verdict = [c for c in (obj.get("status") or {}).get("conditions") or []
+                           if c.get("type") == "PodScheduled" and c.get("status") == "False"]
+                if verdict:
+                    record.pods[obj["metadata"]["name"]] = {"status": {"conditions": verdict}}
+                else:
+                    record.pods.pop(obj["metadata"]["name"], None)
         elif obj["kind"] == "Deployment":
             record.deployment = None if deleted else {"status": obj.get("status", {}),
                                                       "replicas": (obj.get("spec") or {}).get("replicas")}

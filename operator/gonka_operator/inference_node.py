@@ -23,7 +23,7 @@ from gonka_operator.kube import KubeError
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.registry import FINALIZER
 from gonka_operator.settings import DEFAULT_PRELOAD_IMAGE
-from gonka_operator.status import Facts, deployment_available, inference_node_conditions, workload_facts
+from gonka_operator.status import Facts, deployment_available, inference_node_conditions, merge_patch, workload_facts
 
 logger = logging.getLogger(__name__)
 KIND = "InferenceNode"
@@ -31,6 +31,7 @@ KIND = "InferenceNode"
 # removes it again with its next patch of the object, and it is not part of the diffed essence.
 TOUCH_ANNOTATION = "gonka.ai/touch-dummy"
 UNHANDLED_SECONDS = 30.0
+MAX_WINDOWS = 5  # write_status: the longest a status change waits while facts keep coming, in windows
 
 
 def owner_of(body: Obj) -> Owner:
@@ -206,8 +207,9 @@ def record_for(ctx: Context, body: Obj) -> InferenceRecord:
     """The record of `body`, created or updated (called by the indexer, on every event)."""
     key = key_of(body)
     record = ctx.inference.get(key)
+    status = body.get("status") or {}
+    body = {k: v for k, v in body.items() if k != "status"}  # kept as status_written: not twice in memory
     if record is None:
-        status = body.get("status") or {}
         # start from what the object shows, so a restarted operator rewrites nothing it already said
         record = ctx.inference[key] = InferenceRecord(body=body, status_written=status or None,
                                                       registry=status.get("registry"),
@@ -375,18 +377,28 @@ def compute_status(record: InferenceRecord) -> Obj:
 
 
 async def write_status(ctx: Context, record: InferenceRecord) -> None:
-    """Write the status if it changed: at once when the last write is `status_coalesce_seconds` old,
-    else once at the end of that window, with every fact known by then (one write instead of one per
-    intermediate reason; a later fact still gets its own write)."""
+    """Write the status if it changed, once the object's facts have paused for
+    `status_coalesce_seconds`: each change within that window of the previous one joins the same
+    write, which carries every fact known when it goes out. While facts never pause, a change waits
+    at most MAX_WINDOWS windows; a new node's first status waits that long for its pod. A fact that
+    arrives later gets its own write (issue 13: a new node's WaitingForWorkload, pod up and
+    Registered: one write, not three)."""
     delay = ctx.settings.status_coalesce_seconds
-    if delay > 0 and context.reportable(record):
-        if record.status_task is not None and not record.status_task.done():
-            return  # the pending write computes the status when it runs: it carries this change too
-        wait = record.status_at + delay - time.monotonic()
-        if wait > 0:
-            record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record, wait))
-            return
-    await _write_now(ctx, record)
+    if delay <= 0 or not context.reportable(record):
+        await _write_now(ctx, record)  # writes nothing if not reportable
+        return
+    now = time.monotonic()
+    if record.status_task is not None and not record.status_task.done():
+        # the pending write computes the status when it runs: it carries this change too
+        record.status_due = min(now + delay, record.status_since + MAX_WINDOWS * delay)
+        return
+    if not merge_patch(record.status_written, compute_status(record)):
+        return  # nothing new (e.g. a poll that found the entry unchanged): no write, nothing scheduled
+    # A new node's first status waits for its pod (and registration) up to MAX_WINDOWS windows: its
+    # first fact is WaitingForWorkload, and the pod comes up seconds later when the controllers are busy.
+    first = record.status_written is None and not record.status_since  # nothing shown, nothing scheduled yet
+    record.status_since, record.status_due = now, now + (MAX_WINDOWS if first else 1) * delay
+    record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record))
 
 
 async def _write_now(ctx: Context, record: InferenceRecord) -> None:
@@ -394,7 +406,6 @@ async def _write_now(ctx: Context, record: InferenceRecord) -> None:
     before = dict((shown or {}).get("cache") or {})  # a copy: what the object showed until this write
     await context.write_status(ctx, record, KIND, compute_status)
     if record.status_written is not shown:
-        record.status_at = time.monotonic()
         await preload_failure_event(ctx, record, before)
 
 
@@ -407,8 +418,13 @@ async def preload_failure_event(ctx: Context, record: InferenceRecord, before: O
         await ctx.kube.post_event(record.body, "Warning", "PreloadFailed", str(after.get("message") or ""))
 
 
-async def _write_later(ctx: Context, record: InferenceRecord, wait: float) -> None:
-    await asyncio.sleep(wait)
+async def _write_later(ctx: Context, record: InferenceRecord) -> None:
+    step = max(ctx.settings.status_coalesce_seconds, 0.05)
+    while True:  # a fact that came meanwhile moved the due time (on, or for a first status, nearer)
+        wait = record.status_due - time.monotonic()
+        if wait <= 0:
+            break
+        await asyncio.sleep(min(wait, step))
     # from here on a new fact starts a write of its own: this one may have computed its status already
     record.status_task = None
     if ctx.inference.get(key_of(record.body)) is not record:
@@ -421,7 +437,8 @@ async def _write_later(ctx: Context, record: InferenceRecord, wait: float) -> No
         retry = max(ctx.settings.status_coalesce_seconds, 5.0)
         logger.warning("Status write of InferenceNode %s/%s failed (%s); again in %.0f s",
                        *key_of(record.body), exc, retry)
-        record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record, retry))
+        record.status_since, record.status_due = time.monotonic(), time.monotonic() + retry
+        record.status_task = asyncio.get_running_loop().create_task(_write_later(ctx, record))
 
 
 def children_label(name: str) -> dict[str, str]:

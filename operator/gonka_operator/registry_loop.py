@@ -19,6 +19,7 @@ from gonka_operator.admin import AdminError, AdminUnavailable, NodeEntry
 from gonka_operator.conditions import now_rfc3339
 from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.kube import KubeError
+from gonka_operator.metrics import timed_poll
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.poll_status import registry_block
 from gonka_operator.registry import RegistryProblem
@@ -83,7 +84,8 @@ class RegistryLoop:
             polled = False
             try:
                 if time.monotonic() >= next_poll:
-                    await self.poll()
+                    with timed_poll():  # the poll's wall time and CPU (bench, /metrics)
+                        await self.poll()
                     polled = True
                     next_poll = time.monotonic() + interval
                 due = [k for k in self.dirty if self.retry_at.get(k, 0.0) <= time.monotonic()]

@@ -143,7 +143,14 @@ async def test_a_refused_child_is_sent_again_by_the_retry() -> None:
     assert record.apply_error is None
 
 
-async def test_status_facts_within_the_window_are_one_write_and_a_later_fact_its_own() -> None:
+POD_UP = {"replicas": 1, "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                                    "availableReplicas": 1,
+                                    "conditions": [{"type": "Available", "status": "True"}]}}
+
+
+async def test_a_new_nodes_facts_each_within_the_window_of_the_last_are_one_status_write() -> None:
+    """Waiting for the pod, the pod up, registered: 0.2 s apart with a 0.3 s window (0.4 s from the
+    first to the last, more than one window) -> one write, after the last fact, carrying all."""
     import asyncio
 
     from gonka_operator.context import PENDING
@@ -154,21 +161,76 @@ async def test_status_facts_within_the_window_are_one_write_and_a_later_fact_its
     assert record.registration.reason == PENDING
     record.registration = Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
     await inference_node.write_status(ctx, record)
-    assert len(kube.patches) == 1  # the first fact at once
-    record.deployment = {"replicas": 1, "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
-                                                   "availableReplicas": 1}}
+    await asyncio.sleep(0.2)
+    record.deployment = POD_UP
     await inference_node.write_status(ctx, record)  # the pod is up ...
+    await asyncio.sleep(0.2)
     record.registration = Facts(True, "Registered", "registered")
-    await inference_node.write_status(ctx, record)  # ... and registered, within the window
+    await inference_node.write_status(ctx, record)  # ... and registered
+    await asyncio.sleep(0.2)
+    assert kube.patches == []  # still within the window of the last fact
+    await asyncio.sleep(0.3)
     assert len(kube.patches) == 1
-    await asyncio.sleep(0.5)
-    assert len(kube.patches) == 2  # one write carrying both
-    status = kube.statuses[("ns", "a")]
-    assert {c["type"]: c["status"] for c in status["conditions"]}["Registered"] == "True"
-    await asyncio.sleep(0.4)
-    record.registry = {"currentStatus": "INFERENCE"}  # a fact long after: its own write, at once
+    conditions = {c["type"]: c["status"] for c in kube.statuses[("ns", "a")]["conditions"]}
+    assert conditions["Registered"] == conditions["WorkloadAvailable"] == conditions["Ready"] == "True"
+
+
+async def test_a_new_nodes_first_status_waits_a_few_windows_for_its_pod() -> None:
+    """Never written yet: the first status waits up to MAX_WINDOWS windows, so a pod that is up (and
+    the node registered) 0.6 s after the first fact, with a 0.2 s window, still makes one write."""
+    import asyncio
+
+    ctx, kube = context(None, status_coalesce_seconds=0.2)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    record.registration = Facts(None, "WaitingForWorkload", "registered once the mlnode pod is up")
     await inference_node.write_status(ctx, record)
-    assert len(kube.patches) == 3
+    await asyncio.sleep(0.6)
+    assert kube.patches == []
+    record.deployment = POD_UP
+    record.registration = Facts(True, "Registered", "registered")
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.3)
+    assert len(kube.patches) == 1
+    assert {c["type"]: c["status"] for c in kube.statuses[("ns", "a")]["conditions"]}["Ready"] == "True"
+    record.registry = {"currentStatus": "INFERENCE"}  # written before: a later fact waits one window only
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.3)
+    assert len(kube.patches) == 2
+
+
+async def test_a_fact_after_the_window_gets_its_own_write() -> None:
+    import asyncio
+
+    ctx, kube = context(None, status_coalesce_seconds=0.2)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    record.deployment = POD_UP
+    record.registration = Facts(True, "Registered", "registered")
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.2 * inference_node.MAX_WINDOWS + 0.2)  # a first status: up to MAX_WINDOWS windows
+    assert len(kube.patches) == 1
+    await inference_node.write_status(ctx, record)  # nothing new: nothing written, nothing scheduled
+    assert record.status_task is None
+    record.registry = {"currentStatus": "INFERENCE"}  # e.g. the first poll, 10 s later
+    await inference_node.write_status(ctx, record)
+    await asyncio.sleep(0.4)
+    assert len(kube.patches) == 2
+    assert kube.patches[1][2] == {"registry": {"currentStatus": "INFERENCE"}}
+
+
+async def test_facts_that_never_pause_are_written_at_least_every_few_windows() -> None:
+    """The window restarts with each fact, but a change waits at most MAX_WINDOWS windows."""
+    import asyncio
+
+    ctx, kube = context(None, status_coalesce_seconds=0.1)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a")
+    record.observed_generation = 1
+    for i in range(2 * inference_node.MAX_WINDOWS * 2):  # a new fact every 0.05 s for 2 x the bound
+        record.registration = Facts(None, "WaitingForWorkload", f"fact {i}")
+        await inference_node.write_status(ctx, record)
+        await asyncio.sleep(0.05)
+    assert 1 <= len(kube.patches) <= 3
 
 
 async def test_a_fact_that_arrives_while_the_coalesced_write_is_sent_gets_written() -> None:
