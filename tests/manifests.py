@@ -20,16 +20,18 @@ spec:
 """
 
 
-def ml_node(name: str, gpus: int = 1, extra: str = "") -> str:
-    """An InferenceNode of the NetworkNode `gonka` on one H100 (kwok's GPU nodes)."""
+def ml_node(name: str, gpus: int = 1, *, model: str = "Qwen/Qwen3-32B-FP8",
+            product: str | None = "NVIDIA-H100-80GB-HBM3", cache: str = "{size: 10Gi}", extra: str = "") -> str:
+    """An InferenceNode of the NetworkNode `gonka` (on kwok's H100 nodes unless `product` is None);
+    `cache` is its hfCache, `extra` more spec lines (each starting with a newline and two spaces)."""
+    product_line = f"\n  gpuProduct: {product}" if product else ""
     return f"""
 apiVersion: gonka.ai/v1alpha1
 kind: InferenceNode
 metadata: {{name: {name}}}
 spec:
   networkNodeRef: {{name: gonka}}
-  model: Qwen/Qwen3-32B-FP8
-  gpus: {gpus}
-  gpuProduct: NVIDIA-H100-80GB-HBM3
-  hfCache: {{size: 10Gi}}{extra}
+  model: {model}
+  gpus: {gpus}{product_line}
+  hfCache: {cache}{extra}
 """

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+import manifests
 from conditions import PRELOAD_RETRY_SECONDS, condition, wait_condition
 from helpers import holds_for, wait_for
 from hubproc import REPO, HubStandIn
@@ -26,17 +27,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def ml_node(name: str, cache: str, extra: str = "", model: str = "Qwen/Qwen3-32B-FP8") -> str:
-    return f"""
-apiVersion: gonka.ai/v1alpha1
-kind: InferenceNode
-metadata: {{name: {name}}}
-spec:
-  networkNodeRef: {{name: gonka}}
-  model: {model}
-  gpus: 1
-  gpuProduct: NVIDIA-H100-80GB-HBM3
-  hfCache: {cache}{extra}
-"""
+    return manifests.ml_node(name, model=model, cache=cache, extra=extra)
 
 
 PVC = """

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import manifests
 from conditions import condition, wait_condition
 from helpers import holds_for, wait_for
 from manifests import NETWORK_NODE as NN
@@ -19,17 +20,7 @@ pytestmark = pytest.mark.integration
 
 
 def ml_node(name: str, gpus: int, product: str | None = "NVIDIA-H100-80GB-HBM3", extra: str = "") -> str:
-    product_line = f"\n  gpuProduct: {product}" if product else ""
-    return f"""
-apiVersion: gonka.ai/v1alpha1
-kind: InferenceNode
-metadata: {{name: {name}}}
-spec:
-  networkNodeRef: {{name: gonka}}
-  model: Qwen/Qwen3-32B-FP8
-  gpus: {gpus}{product_line}
-  hfCache: {{size: 10Gi}}{extra}
-"""
+    return manifests.ml_node(name, gpus, product=product, extra=extra)
 
 
 def children(kubectl: Kubectl, ns: str) -> dict[str, dict]:

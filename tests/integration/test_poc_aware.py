@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import manifests
 from conditions import condition, wait_condition
 from helpers import holds_for, wait_for
 from manifests import NETWORK_NODE as NN
@@ -22,18 +23,8 @@ OLD, NEW = "ghcr.io/product-science/mlnode:3.0.8", "ghcr.io/product-science/mlno
 
 
 def node(name: str, image: str = OLD) -> str:
-    return f"""
-apiVersion: gonka.ai/v1alpha1
-kind: InferenceNode
-metadata: {{name: {name}}}
-spec:
-  networkNodeRef: {{name: gonka}}
-  model: Qwen/Qwen3-32B-FP8
-  gpus: 1
-  hardwareType: H100
-  image: {image}
-  hfCache: {{size: 10Gi, preload: false}}
-"""
+    return manifests.ml_node(name, product=None, cache="{size: 10Gi, preload: false}",
+                             extra=f"\n  hardwareType: H100\n  image: {image}")
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import manifests
 from conditions import operator_env, wait_condition
 from gonka_operator.devcluster import LocalCluster
 from helpers import holds_for, wait_for
@@ -23,20 +24,8 @@ def unique(prefix: str) -> str:
 
 
 def in_cluster(name: str, *, extra: str = "", model: str = "Qwen/Qwen3-32B-FP8") -> str:
-    return f"""
-apiVersion: gonka.ai/v1alpha1
-kind: InferenceNode
-metadata: {{name: {name}}}
-spec:
-  networkNodeRef: {{name: gonka}}
-  model: {model}
-  gpus: 8
-  parallelism: {{tensor: 4}}
-  gpuProduct: NVIDIA-H100-80GB-HBM3
-  hardwareType: H100
-  maxConcurrent: 250
-  hfCache: {{size: 10Gi}}{extra}
-"""
+    return manifests.ml_node(name, 8, model=model, extra="\n  parallelism: {tensor: 4}\n  hardwareType: H100"
+                             "\n  maxConcurrent: 250" + extra)
 
 
 def external(name: str, admin_url: str, *, host: str = "10.0.0.21", extra: str = "") -> str:
