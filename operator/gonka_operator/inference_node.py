@@ -148,61 +148,6 @@ async def learn_cache_facts(ctx: Context, record: InferenceRecord) -> None:
             record.deployment = {"status": dep.get("status", {}), "replicas": dep["spec"].get("replicas")}
 
 
-async def refresh_cache_progress(ctx: Context) -> int:
-    """Housekeeping (each registry tick): for every cache still Downloading whose preload pod runs, read
-    the pod's last log lines and put the bytes/files fetched so far on status.cache. Returns how many
-    logs were read. A log that cannot be read is skipped (the final figures come from the pod's
-    termination message anyway)."""
-    read = 0
-    for key, record in list(ctx.inference.items()):
-        if record.body["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            spec = InferenceNodeSpec.model_validate(record.body["spec"])
-        except ValueError:
-            continue
-        if not hf_cache.wanted(spec) or cache_view(record).reason != hf_cache.DOWNLOADING:
-            record.cache_progress = None
-            continue
-        pod = hf_cache.running_pod(spec, key[1], record.preload_pods, cache_plan(record, spec).attempt)
-        if pod is None:
-            continue
-        try:
-            log = await ctx.kube.pod_log(key[0], pod, hf_cache.CONTAINER)
-        except KubeError as exc:
-            logger.debug("Could not read the log of preload pod %s/%s: %s", key[0], pod, exc)
-            continue
-        read += 1
-        progress = hf_cache.parse_progress(log)
-        if progress is not None and progress != record.cache_progress:
-            record.cache_progress = progress
-            await write_status(ctx, record)
-    return read
-
-
-async def retry_due_preloads(ctx: Context) -> list[Key]:
-    """Housekeeping (each registry tick): mark for reconcile every node whose failed preload Job is due
-    for its next attempt (no event comes when a delay has passed). Returns the keys marked."""
-    due: list[Key] = []
-    for key, record in list(ctx.inference.items()):
-        if record.body["metadata"].get("deletionTimestamp"):
-            continue
-        try:
-            spec = InferenceNodeSpec.model_validate(record.body["spec"])
-        except ValueError:
-            continue
-        if not hf_cache.wanted(spec):
-            continue
-        latest, job = hf_cache.current_job(key[1], spec, record.jobs)
-        if job is not None and cache_plan(record, spec).attempt > latest:
-            due.append(key)
-    for key in due:
-        logger.info("The preload of InferenceNode %s/%s is due for its next attempt", *key)
-        if ctx.repairs is not None:
-            ctx.repairs.mark("InferenceNode", key)
-    return due
-
-
 def record_for(ctx: Context, body: Obj) -> InferenceRecord:
     """The record of `body`, created or updated (called by the indexer, on every event)."""
     key = key_of(body)

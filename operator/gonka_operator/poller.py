@@ -34,7 +34,7 @@ from collections.abc import Iterable
 
 from pydantic import ValidationError
 
-from gonka_operator import drift, inference_node, registry
+from gonka_operator import drift, inference_node, preload_housekeeping, registry
 from gonka_operator.context import Context, InferenceRecord, Key
 from gonka_operator.kube import KubeError
 from gonka_operator.metrics import REGISTRY_NODES
@@ -146,8 +146,8 @@ class Registries:
         ctx = self.ctx
         started = time.monotonic()
         await inference_node.wake_unhandled(ctx, started)
-        await inference_node.refresh_cache_progress(ctx)  # bytes/files of running preload Jobs
-        await inference_node.retry_due_preloads(ctx)  # a failed preload's next attempt
+        await preload_housekeeping.refresh_cache_progress(ctx)  # bytes/files of running preload Jobs
+        await preload_housekeeping.retry_due_preloads(ctx)  # a failed preload's next attempt
         members: dict[str, set[Key]] = defaultdict(set)
         networks: dict[str, set[Key]] = defaultdict(set)
         for key, record in list(ctx.inference.items()):

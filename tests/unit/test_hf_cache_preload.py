@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fakekube import context, handled
 
-from gonka_operator import inference_node
+from gonka_operator import preload_housekeeping
 from gonka_operator.builders import hf_cache
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.status import Facts
@@ -198,14 +198,14 @@ async def test_progress_reaches_the_cr_while_the_pod_runs(hub: HubStandIn, tmp_p
     job = hf_cache.job_name("gpu", spec())
     record.jobs[job] = {"status": {"active": 1}}
     record.preload_pods["gpu-hf-x-1"] = {"job": job, "status": {"phase": "Running"}}
-    assert await inference_node.refresh_cache_progress(ctx) == 0  # the log cannot be read yet: skipped
+    assert await preload_housekeeping.refresh_cache_progress(ctx) == 0  # the log cannot be read yet: skipped
     assert kube.patches == []
     kube.logs["gpu-hf-x-1"] = run.output
-    assert await inference_node.refresh_cache_progress(ctx) == 1
+    assert await preload_housekeeping.refresh_cache_progress(ctx) == 1
     written = kube.statuses[("ns", "gpu")]["cache"]
     assert written["state"] == "Downloading"
     assert (written["bytes"], written["files"]) == (last["fetchedBytes"], last["fetchedFiles"])
     assert f"{last['fetchedBytes']} bytes" in written["message"]
     patches = len(kube.patches)
-    await inference_node.refresh_cache_progress(ctx)
+    await preload_housekeeping.refresh_cache_progress(ctx)
     assert len(kube.patches) == patches  # unchanged progress: no write

@@ -1,6 +1,6 @@
 """A preload Job that failed for good is followed by a new Job (the next attempt) after a delay that
 doubles per attempt; meanwhile status.cache is Failed with the Hub's message and a Warning Event says
-so, once (builders/hf_cache.Retry/plan, inference_node.retry_due_preloads)."""
+so, once (builders/hf_cache.Retry/plan, preload_housekeeping.retry_due_preloads)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from fakekube import context, handled
 
-from gonka_operator import drift, inference_node
+from gonka_operator import drift, inference_node, preload_housekeeping
 from gonka_operator.builders import hf_cache
 from gonka_operator.models.inference_node import InferenceNodeSpec
 from gonka_operator.status import Facts
@@ -105,12 +105,12 @@ async def test_failed_then_the_next_attempt_after_its_delay_with_one_event() -> 
     await drift.on_child_event(ctx, "MODIFIED", failed_pod(first["metadata"]["name"]))
     await inference_node.write_status(ctx, record)
     assert kube.reasons("gpu").count("PreloadFailed") == 1, "one Event per failed attempt"
-    assert await inference_node.retry_due_preloads(ctx) == []  # not yet: 30 s
+    assert await preload_housekeeping.retry_due_preloads(ctx) == []  # not yet: 30 s
     assert inference_node.ml_replicas(record) == 0
 
     old = failed_job(1, time.time() - 31, 30)  # the delay has passed
     await drift.on_child_event(ctx, "MODIFIED", old)
-    assert await inference_node.retry_due_preloads(ctx) == [("ns", "gpu")]
+    assert await preload_housekeeping.retry_due_preloads(ctx) == [("ns", "gpu")]
     kube.applied.clear()
     await inference_node.apply_children(ctx, record)
     second = hf_cache.job_name("gpu", spec(), 2)
@@ -121,7 +121,7 @@ async def test_failed_then_the_next_attempt_after_its_delay_with_one_event() -> 
     assert view.status["state"] == "Downloading" and view.status["job"] == second and view.status["attempt"] == 2
     await drift.on_child_event(ctx, "DELETED", old)
     assert inference_node.cache_view(record).status["job"] == second, "the pruned attempt does not come back"
-    assert await inference_node.retry_due_preloads(ctx) == []
+    assert await preload_housekeeping.retry_due_preloads(ctx) == []
 
     # attempt 2 fails too: Failed again, a second Event
     await drift.on_child_event(ctx, "MODIFIED", failed_job(2, time.time(), 30))
