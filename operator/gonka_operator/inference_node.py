@@ -179,6 +179,9 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
         now = await disruption.hold(ctx, key_of(body), record, children)
         # only what differs from what this process last applied (an unchanged apply is still a write)
         todo = changed(record, now)
+        if _starts_what_the_cache_gated(record, todo):
+            # the CR says Ready before the ML pod it gated starts (a coalesced write would come after)
+            await _write_now(ctx, record)
         # independent objects: one round trip instead of three (the Service, which registration
         # names as the host, exists once this returns)
         results = await asyncio.gather(*(apply_child(ctx, c) for c in todo), return_exceptions=True)
@@ -203,6 +206,15 @@ async def apply_children(ctx: Context, record: InferenceRecord) -> None:
             await ctx.kube.post_event(body, "Warning", "ApplyFailed", error)
         record.apply_error = error
         await prune(ctx, record, children)
+
+
+def _starts_what_the_cache_gated(record: InferenceRecord, todo: list[Obj]) -> bool:
+    """The apply scales the ML Deployment 0 -> 1 for a cache that is Ready now while the CR still
+    shows it otherwise (a status written before the download ended)."""
+    shown = ((record.status_written or {}).get("cache") or {}).get("state")
+    return shown not in (None, hf_cache.READY) and cache_view(record).ready and any(
+        c["kind"] == "Deployment" and c["spec"].get("replicas") == 1 and not (record.deployment or {}).get("replicas")
+        for c in todo)
 
 
 async def reconcile(ctx: Context, body: Obj) -> None:

@@ -257,3 +257,34 @@ async def test_a_fact_that_arrives_while_the_coalesced_write_is_sent_gets_writte
     await inference_node.write_status(ctx, record)  # ... when the next fact arrives
     await asyncio.sleep(0.6)
     assert {c["type"]: c["reason"] for c in kube.statuses[("ns", "a")]["conditions"]}["Registered"] == "Registered"
+
+
+async def test_the_cr_shows_the_cache_ready_before_the_ml_pod_it_gates_is_scaled_up() -> None:
+    """Coalescing must not let the workload run ahead of what the CR says: a cache the CR shows as
+    Downloading is written Ready before the Deployment goes 0 -> 1 (found by the e2e preload test:
+    the ML pod started while status.cache still said Downloading)."""
+    ctx, kube = context(None)  # type: ignore[arg-type]
+    record, _ = setup(ctx, "a", hf_cache={"size": "10Gi"})
+    await inference_node.apply_children(ctx, record)
+    record.observed_generation = 1
+    hold = inference_node.registration_hold(record)  # what the registry loop records: waiting for the cache
+    assert hold is not None
+    record.registration = hold
+    await inference_node._write_now(ctx, record)  # the CR shows Downloading
+    assert kube.statuses[("ns", "a")]["cache"]["state"] == "Downloading"
+    order: list[str] = []
+    apply, patch_status = kube.apply, kube.patch_status
+
+    async def recorded_apply(obj: dict[str, Any]) -> dict[str, Any]:
+        order.append(f"apply {obj['kind']} replicas={obj.get('spec', {}).get('replicas')}")
+        return await apply(obj)
+
+    async def recorded_status(*args: Any) -> None:
+        order.append(f"status cache={(args[-1].get('cache') or {}).get('state')}")
+        await patch_status(*args)
+
+    kube.apply, kube.patch_status = recorded_apply, recorded_status  # type: ignore[method-assign]
+    job = next(name for kind, name in kube.applied if kind == "Job")
+    record.jobs[job] = {"status": {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}}
+    await inference_node.apply_children(ctx, record)
+    assert order[:2] == ["status cache=Ready", "apply Deployment replicas=1"], order
