@@ -75,6 +75,8 @@ class ManagedProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        # a second start would orphan the running process (no stop() reaches it any more)
+        assert self.proc is None or self.proc.poll() is not None, f"{self.name} is already running"
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(self.args, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)

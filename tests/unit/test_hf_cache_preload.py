@@ -24,7 +24,6 @@ from hubproc import REPO, HubStandIn, Run, preload
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStandIn]:
     # 1 MB/s: the 192 KiB weights take ~0.2 s, long enough for progress lines every 0.05 s
     with HubStandIn(tmp_path_factory.mktemp("hub-logs"), extra=("--throttle", "1000000")) as h:
-        h.start()
         yield h
 
 
@@ -112,8 +111,7 @@ def test_hub_down_then_back_retries_then_ready(tmp_path: Path) -> None:
     view = hf_cache.read_job(s, "gpu", {"status": {"failed": 1, "active": 1}}, pods)
     assert view.status["state"] == "Downloading" and not view.ready
     assert f"pod 2 of Job {job}" in view.message and first.termination["message"][:60] in view.message
-    with hub:
-        hub.start()
+    with hub:  # the Hub back on the same address
         second = preload(home, hub.url)
     assert second.code == 0 and second.outcome["state"] == "Ready", second.output
     pods.append(pod(job, second, 2))

@@ -17,7 +17,6 @@ from hubproc import REPO, HubStandIn
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubStandIn]:
     with HubStandIn(tmp_path_factory.mktemp("hub-logs")) as h:
-        h.start()
         yield h
 
 
@@ -90,7 +89,6 @@ def test_public_cdn_url_is_the_redirect_target(tmp_path: Path) -> None:
     names the CDN by the URL given (a Service's DNS name), as the Hub names cdn-lfs.hf.co."""
     public = "http://hf-hub.gonka-test.svc.cluster.local:8091"
     with HubStandIn(tmp_path, "hf-hub-public", extra=("--cdn-url", public)) as h:
-        h.start()
         head = httpx.head(f"{h.url}/{REPO}/resolve/main/model.safetensors")
     assert head.status_code == 302 and head.headers["Location"].startswith(f"{public}/cdn/")
 
