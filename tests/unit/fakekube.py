@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from gonka_operator.admin import AdminClient
+from gonka_operator.admin.models import NodeEntry
 from gonka_operator.context import Context, InferenceRecord, NetworkRecord
 from gonka_operator.kube import KubeError
+from gonka_operator.poller import RegistryLoop
 from gonka_operator.registry import FINALIZER
 from gonka_operator.settings import Settings
 
@@ -141,3 +143,19 @@ def network(ctx: Context, name: str, namespace: str = "ns", ready: bool = True) 
     record.statefulset = {"status": {"readyReplicas": 1 if ready else 0}}
     record.observed_generation = 1
     return record
+
+
+# The registry as a poll leaves it: every InferenceNode of the context registered and serving, the
+# network node in the epoch phase `timing` (INFERENCE or POC) says.
+URL = "http://gonka-api.ns.svc.cluster.local:9200"
+INFERENCE = {"current_phase": "Inference", "in_poc_window": False, "confirmation_poc_active": False,
+             "seconds_until_next_poc": 300, "should_be_online": False}
+POC = {**INFERENCE, "current_phase": "PoCGenerate", "in_poc_window": True, "seconds_until_next_poc": 0}
+
+
+def poll(loop: RegistryLoop, timing: dict[str, Any]) -> None:
+    loop.snapshot = {k[1]: NodeEntry.model_validate({
+        "node": {"id": k[1], "host": f"{k[1]}-mlnode", "inference_port": 5050, "poc_port": 8080,
+                 "max_concurrent": 500, "models": {}, "hardware": []},
+        "state": {"current_status": "INFERENCE"},
+        "onboarding": {"timing": timing}}) for k in loop.ctx.inference}

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fakekube import FakeKube, context
+from fakekube import INFERENCE, POC, URL, FakeKube, context, poll
 
 from gonka_operator import disruption, inference_node
 from gonka_operator.admin.models import NodeEntry, OnboardingTiming
@@ -18,11 +18,6 @@ from gonka_operator.context import Context, InferenceRecord
 from gonka_operator.poller import Registries, RegistryLoop
 from gonka_operator.registry import FINALIZER
 from gonka_operator.status import Facts
-
-URL = "http://gonka-api.ns.svc.cluster.local:9200"
-INFERENCE = {"current_phase": "Inference", "in_poc_window": False, "confirmation_poc_active": False,
-             "seconds_until_next_poc": 300, "should_be_online": False}
-POC = {**INFERENCE, "current_phase": "PoCGenerate", "in_poc_window": True, "seconds_until_next_poc": 0}
 
 
 def body(name: str, image_tag: str = "3.0.8", **meta: Any) -> dict[str, Any]:
@@ -53,14 +48,6 @@ def setup(ctx: Context, kube: FakeKube, *names: str, timing: dict[str, Any] = IN
         kube.objects[("Deployment", live["metadata"]["name"])] = live
     poll(loop, timing)
     return loop
-
-
-def poll(loop: RegistryLoop, timing: dict[str, Any]) -> None:
-    loop.snapshot = {k[1]: NodeEntry.model_validate({
-        "node": {"id": k[1], "host": f"{k[1]}-mlnode", "inference_port": 5050, "poc_port": 8080,
-                 "max_concurrent": 500, "models": {}, "hardware": []},
-        "state": {"current_status": "INFERENCE"},
-        "onboarding": {"timing": timing}}) for k in loop.ctx.inference}
 
 
 def edit(ctx: Context, name: str, image_tag: str) -> InferenceRecord:

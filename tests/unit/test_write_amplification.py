@@ -9,20 +9,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from fakekube import FakeKube, context
+from fakekube import INFERENCE, POC, URL, FakeKube, context, poll
 
 from gonka_operator import drift, inference_node
-from gonka_operator.admin.models import NodeEntry
 from gonka_operator.context import Context, InferenceRecord
 from gonka_operator.kube import KubeError
 from gonka_operator.poller import Registries, RegistryLoop
 from gonka_operator.registry import FINALIZER
 from gonka_operator.status import Facts
-
-URL = "http://gonka-api.ns.svc.cluster.local:9200"
-INFERENCE = {"current_phase": "Inference", "in_poc_window": False, "confirmation_poc_active": False,
-             "seconds_until_next_poc": 300, "should_be_online": False}
-POC = {**INFERENCE, "current_phase": "PoCGenerate", "in_poc_window": True, "seconds_until_next_poc": 0}
 
 
 def body(name: str, hf_cache: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,14 +38,6 @@ def setup(ctx: Context, name: str, **kw: Any) -> tuple[InferenceRecord, Registry
     record.admin_url = URL
     poll(loop, INFERENCE)
     return record, loop
-
-
-def poll(loop: RegistryLoop, timing: dict[str, Any]) -> None:
-    loop.snapshot = {k[1]: NodeEntry.model_validate({
-        "node": {"id": k[1], "host": f"{k[1]}-mlnode", "inference_port": 5050, "poc_port": 8080,
-                 "max_concurrent": 500, "models": {}, "hardware": []},
-        "state": {"current_status": "INFERENCE"},
-        "onboarding": {"timing": timing}}) for k in loop.ctx.inference}
 
 
 def kinds(kube: FakeKube) -> list[str]:
